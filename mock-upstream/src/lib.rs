@@ -1,0 +1,1 @@
+//! A mock model provider for tests, demos and benchmarks.

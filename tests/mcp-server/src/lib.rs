@@ -1,0 +1,1 @@
+//! An MCP server with test tools, for the bridge tests.
