@@ -1,3 +1,5 @@
 //! The integration tests: one binary, so two cores link it once.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly on broken fixtures")]
+
 mod support;
