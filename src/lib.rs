@@ -5,4 +5,21 @@
 //! configured MCP tools. [`RequestBridge`] is a `tower::Service` that can be mounted in any
 //! hyper or axum application; the `aibridge` binary wraps it with auth, health and metrics.
 
+pub mod actor;
+pub mod api;
+pub mod bridge;
+pub mod config;
+pub mod intercept;
+pub mod metrics;
+pub mod passthrough;
+pub mod provider;
 pub mod record;
+pub mod secret;
+pub mod server;
+pub mod sse;
+pub mod upstream;
+
+pub use actor::{Actor, Authenticator};
+pub use bridge::{BridgeOptions, RequestBridge};
+pub use config::Config;
+pub use record::{Record, Recorder};

@@ -1,1 +1,207 @@
-fn main() {}
+//! The `aibridge` command line: `serve`, `migrate`, `config check`, and the audit and MCP
+//! tools.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+
+use aibridge::config::{Config, ProcessEnv};
+use aibridge::metrics::{Metrics, new_registry};
+use aibridge::record::{LogRecorder, Pipeline, PipelineConfig, Recorder};
+use aibridge::server::{Readiness, app};
+use aibridge::{Authenticator, BridgeOptions, RequestBridge};
+
+#[derive(Parser)]
+#[command(
+    name = "aibridge",
+    version,
+    about = "An AI gateway: bridge, audit, central MCP tools"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct ConfigArg {
+    /// TOML config file; without one, the defaults and environment are used.
+    #[arg(long, env = "AIBRIDGE_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the bridge.
+    Serve {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Do not run database migrations at start-up.
+        #[arg(long)]
+        no_migrate: bool,
+    },
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a config file and print what it resolves to (secrets masked).
+    Check {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve { config, no_migrate } => serve(config.config, no_migrate).await,
+            Command::Config {
+                command: ConfigCommand::Check { config },
+            } => check(config.config),
+        }
+    })
+}
+
+fn load(path: Option<PathBuf>) -> anyhow::Result<Config> {
+    Ok(Config::load(path.as_deref(), &ProcessEnv)?)
+}
+
+fn check(path: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = load(path)?;
+    println!("config ok");
+    println!("listen: {}", config.listen);
+    println!("database_url: {}", config.database_url);
+    for p in &config.providers {
+        println!(
+            "provider {}: kind={} base_url={} key={}",
+            p.name,
+            p.kind.as_str(),
+            p.base_url,
+            p.api_key
+                .as_ref()
+                .map_or("client's own".to_owned(), |k| k.hint())
+        );
+    }
+    println!(
+        "auth: {} virtual key(s), trusted headers {}",
+        config.auth.keys.len(),
+        if config.auth.trusted_headers {
+            "on"
+        } else {
+            "off"
+        }
+    );
+    Ok(())
+}
+
+fn init_tracing(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if config.log_json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn serve(path: Option<PathBuf>, _no_migrate: bool) -> anyhow::Result<()> {
+    let config = load(path)?;
+    init_tracing(&config);
+
+    let mut registry = new_registry();
+    let metrics = Metrics::register(&mut registry);
+    let recorder: Arc<dyn Recorder> = Arc::new(LogRecorder);
+    let (queue, pipeline) = Pipeline::start(
+        recorder,
+        PipelineConfig {
+            queue_capacity: config.queue_capacity,
+            ..PipelineConfig::default()
+        },
+    );
+    let bridge = RequestBridge::new(BridgeOptions {
+        providers: config.providers.clone(),
+        queue,
+        metrics,
+        limits: config.limits,
+    })?;
+    let ready = Readiness::default();
+    let router = app(
+        bridge,
+        Authenticator::new(config.auth.clone()),
+        Arc::new(registry),
+        ready.clone(),
+    );
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    for p in &config.providers {
+        tracing::info!(provider = %p.name, base_url = %p.base_url, centralized_key = p.api_key.is_some(), "provider mounted at /{}/", p.name);
+    }
+    tracing::info!(%addr, "listening");
+    println!("listening on http://{addr}");
+    ready.set(true);
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut stop_for_server = stop_rx.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = stop_for_server.wait_for(|stop| *stop).await;
+            })
+            .await
+    });
+    shutdown_signal().await;
+    tracing::info!(grace = ?config.shutdown_grace, "shutting down: no new connections, finishing in-flight requests");
+    ready.set(false);
+    let _ = stop_tx.send(true);
+    match tokio::time::timeout(config.shutdown_grace, server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::error!(error = %e, "server error"),
+        Ok(Err(e)) => tracing::error!(error = %e, "server task failed"),
+        Err(_) => tracing::warn!("grace period over; cancelling the requests still running"),
+    }
+    let report = pipeline.shutdown().await;
+    if report.left > 0 {
+        tracing::error!(left = report.left, "records not written at shutdown");
+    } else {
+        tracing::info!("all records written");
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

@@ -41,7 +41,10 @@ impl RecordQueue {
     /// Hands a record to the pipeline without waiting.
     pub fn submit(&self, record: Record) {
         if let Err(err) = self.tx.try_send(record) {
-            tracing::error!(kind = err.into_inner().kind(), "record queue full or closed; record dropped");
+            tracing::error!(
+                kind = err.into_inner().kind(),
+                "record queue full or closed; record dropped"
+            );
         }
     }
 }

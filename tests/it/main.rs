@@ -1,5 +1,9 @@
 //! The integration tests: one binary, so two cores link it once.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly on broken fixtures")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests fail loudly on broken fixtures"
+)]
 
 mod support;

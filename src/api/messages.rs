@@ -1,0 +1,388 @@
+//! Anthropic Messages (`POST /v1/messages`): request view and response observer.
+//!
+//! Usage: input and cache counts come from `message_start`; `message_delta` carries
+//! cumulative totals, so its values replace (never add to) what was seen before.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+use super::{
+    BadRequest, EventAction, Observation, Observer, RequestInfo, Thought, ToolCall, Usage,
+    parse_arguments,
+};
+use crate::sse::SseEvent;
+
+#[derive(Deserialize)]
+struct RequestView<'a> {
+    model: Option<Value>,
+    #[serde(default)]
+    stream: Option<Value>,
+    #[serde(borrow, default)]
+    messages: Option<Vec<&'a RawValue>>,
+    #[serde(default)]
+    metadata: Option<MetadataView>,
+}
+
+#[derive(Deserialize)]
+struct MetadataView {
+    #[serde(default)]
+    user_id: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct RoleView<'a> {
+    #[serde(borrow)]
+    role: Option<std::borrow::Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct UserMessageView {
+    #[serde(default)]
+    content: Value,
+}
+
+/// Reads what the bridge needs from a Messages request.
+pub fn inspect(body: &[u8]) -> Result<RequestInfo, BadRequest> {
+    let view: RequestView<'_> = serde_json::from_slice(body)
+        .map_err(|e| BadRequest::new(format!("request body is not valid JSON: {e}")))?;
+    let model = match view.model {
+        Some(Value::String(m)) if !m.is_empty() => m,
+        Some(_) => return Err(BadRequest::new("model: must be a non-empty string")),
+        None => return Err(BadRequest::new("model: Field required")),
+    };
+    let stream = match view.stream {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => b,
+        Some(_) => return Err(BadRequest::new("stream: Input should be a valid boolean")),
+    };
+    let prompt = view.messages.as_deref().and_then(last_user_prompt);
+    let session_id = view
+        .metadata
+        .and_then(|m| m.user_id)
+        .and_then(|v| v.as_str().and_then(super::client::session_from_user_id));
+    Ok(RequestInfo {
+        model,
+        stream,
+        prompt,
+        session_id,
+        metadata: Map::new(),
+    })
+}
+
+/// The text of the last user message: its string content, or its last text block. A user
+/// message holding only tool results is a continuation, not a prompt.
+fn last_user_prompt(messages: &[&RawValue]) -> Option<String> {
+    let last_user = messages.iter().rev().find(|m| {
+        serde_json::from_str::<RoleView<'_>>(m.get())
+            .ok()
+            .and_then(|v| v.role)
+            .is_some_and(|r| r == "user")
+    })?;
+    let view: UserMessageView = serde_json::from_str(last_user.get()).ok()?;
+    match view.content {
+        Value::String(s) => Some(s),
+        Value::Array(blocks) => blocks.into_iter().rev().find_map(|b| {
+            if b.get("type").and_then(Value::as_str) == Some("text") {
+                b.get("text").and_then(Value::as_str).map(str::to_owned)
+            } else {
+                None
+            }
+        }),
+        _ => None,
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct UsageView {
+    input_tokens: Option<i64>,
+    output_tokens: Option<i64>,
+    cache_creation_input_tokens: Option<i64>,
+    cache_read_input_tokens: Option<i64>,
+    cache_creation: Option<Map<String, Value>>,
+    server_tool_use: Option<Map<String, Value>>,
+}
+
+impl UsageView {
+    /// Folds these (cumulative) counts into `usage`: present fields replace earlier ones.
+    fn apply(self, usage: &mut Usage) {
+        if let Some(v) = self.input_tokens {
+            usage.input = v;
+        }
+        if let Some(v) = self.output_tokens {
+            usage.output = v;
+        }
+        if let Some(v) = self.cache_creation_input_tokens {
+            usage.cache_write = v;
+        }
+        if let Some(v) = self.cache_read_input_tokens {
+            usage.cache_read = v;
+        }
+        for nested in [self.cache_creation, self.server_tool_use]
+            .into_iter()
+            .flatten()
+        {
+            for (k, v) in nested {
+                if v.is_number() {
+                    usage.extra.insert(k, v);
+                }
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct MessageView {
+    id: Option<String>,
+    #[serde(default)]
+    content: Vec<BlockView>,
+    usage: Option<UsageView>,
+}
+
+#[derive(Deserialize)]
+struct BlockView {
+    #[serde(rename = "type")]
+    kind: String,
+    id: Option<String>,
+    name: Option<String>,
+    input: Option<Value>,
+    thinking: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct DeltaView {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    partial_json: Option<String>,
+    thinking: Option<String>,
+    #[allow(dead_code, reason = "text deltas are skipped without allocating")]
+    text: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct ErrorView {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    message: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct EventView {
+    #[serde(rename = "type")]
+    kind: String,
+    message: Option<MessageView>,
+    index: Option<usize>,
+    content_block: Option<BlockView>,
+    delta: Option<DeltaView>,
+    usage: Option<UsageView>,
+    error: Option<ErrorView>,
+}
+
+enum Block {
+    ToolUse {
+        id: Option<String>,
+        name: String,
+        json: String,
+    },
+    Thinking(String),
+}
+
+/// Observes one Messages response, blocking or streamed.
+#[derive(Default)]
+pub struct MessagesObserver {
+    obs: Observation,
+    open: HashMap<usize, Block>,
+}
+
+impl MessagesObserver {
+    fn usage(&mut self) -> &mut Usage {
+        self.obs.usage.get_or_insert_with(Usage::default)
+    }
+
+    fn on_block(&mut self, block: BlockView) {
+        match block.kind.as_str() {
+            "tool_use" => self.obs.tool_calls.push(ToolCall {
+                id: block.id,
+                name: block.name.unwrap_or_default(),
+                input: block.input.unwrap_or(Value::Object(Map::new())),
+                metadata: Map::new(),
+            }),
+            "thinking" => {
+                if let Some(text) = block.thinking.filter(|t| !t.is_empty()) {
+                    self.obs.thoughts.push(Thought {
+                        content: text,
+                        source: "thinking",
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_stream_event(&mut self, ev: EventView) {
+        match ev.kind.as_str() {
+            "message_start" => {
+                if let Some(msg) = ev.message {
+                    self.obs.response_id = msg.id;
+                    if let Some(u) = msg.usage {
+                        u.apply(self.usage());
+                    }
+                }
+            }
+            "content_block_start" => {
+                let (Some(index), Some(block)) = (ev.index, ev.content_block) else {
+                    return;
+                };
+                let open = match block.kind.as_str() {
+                    "tool_use" => Block::ToolUse {
+                        id: block.id,
+                        name: block.name.unwrap_or_default(),
+                        json: String::new(),
+                    },
+                    "thinking" => Block::Thinking(block.thinking.unwrap_or_default()),
+                    _ => return,
+                };
+                self.open.insert(index, open);
+            }
+            "content_block_delta" => {
+                let (Some(index), Some(delta)) = (ev.index, ev.delta) else {
+                    return;
+                };
+                match (self.open.get_mut(&index), delta.kind.as_deref()) {
+                    (Some(Block::ToolUse { json, .. }), Some("input_json_delta")) => {
+                        json.push_str(delta.partial_json.as_deref().unwrap_or(""));
+                    }
+                    (Some(Block::Thinking(text)), Some("thinking_delta")) => {
+                        text.push_str(delta.thinking.as_deref().unwrap_or(""));
+                    }
+                    _ => {}
+                }
+            }
+            "content_block_stop" => match ev.index.and_then(|i| self.open.remove(&i)) {
+                Some(Block::ToolUse { id, name, json }) => self.obs.tool_calls.push(ToolCall {
+                    id,
+                    name,
+                    input: parse_arguments(&json),
+                    metadata: Map::new(),
+                }),
+                Some(Block::Thinking(text)) if !text.is_empty() => {
+                    self.obs.thoughts.push(Thought {
+                        content: text,
+                        source: "thinking",
+                    })
+                }
+                _ => {}
+            },
+            "message_delta" => {
+                if let Some(u) = ev.usage {
+                    u.apply(self.usage());
+                }
+            }
+            "error" => {
+                let detail = ev.error.map(|e| {
+                    format!(
+                        "{}: {}",
+                        e.kind.unwrap_or_default(),
+                        e.message.unwrap_or_default()
+                    )
+                });
+                self.obs.error = Some(detail.unwrap_or_else(|| "error".to_owned()));
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Observer for MessagesObserver {
+    fn on_event(&mut self, event: &SseEvent) -> EventAction {
+        // Text deltas are most of a stream and say nothing the records need.
+        if event.event_type() == Some("content_block_delta") && memchr_text_delta(&event.raw) {
+            return EventAction::Forward;
+        }
+        if let Some(data) = event.data()
+            && let Ok(ev) = serde_json::from_str::<EventView>(&data)
+        {
+            self.on_stream_event(ev);
+        }
+        EventAction::Forward
+    }
+
+    fn on_body(&mut self, body: &[u8]) {
+        let Ok(msg) = serde_json::from_slice::<MessageView>(body) else {
+            return;
+        };
+        self.obs.response_id = msg.id;
+        if let Some(u) = msg.usage {
+            u.apply(self.usage());
+        }
+        for block in msg.content {
+            self.on_block(block);
+        }
+    }
+
+    fn take(&mut self) -> Observation {
+        self.open.clear();
+        std::mem::take(&mut self.obs)
+    }
+}
+
+fn memchr_text_delta(raw: &[u8]) -> bool {
+    const NEEDLE: &[u8] = b"\"type\":\"text_delta\"";
+    raw.windows(NEEDLE.len()).any(|w| w == NEEDLE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inspect_reads_model_stream_prompt_session() {
+        let body = br#"{"model":"claude-x","stream":true,"metadata":{"user_id":"user_1_account_2_session_s-9"},
+            "messages":[{"role":"user","content":"first"},{"role":"assistant","content":"ok"},
+            {"role":"user","content":[{"type":"text","text":"<system-reminder>x</system-reminder>"},{"type":"text","text":"do it"}]}]}"#;
+        let info = inspect(body).unwrap();
+        assert_eq!(info.model, "claude-x");
+        assert!(info.stream);
+        assert_eq!(info.prompt.as_deref(), Some("do it"));
+        assert_eq!(info.session_id.as_deref(), Some("s-9"));
+    }
+
+    #[test]
+    fn inspect_rejects_bad_bodies() {
+        assert!(
+            inspect(b"not json")
+                .unwrap_err()
+                .message
+                .contains("not valid JSON")
+        );
+        assert_eq!(inspect(b"{}").unwrap_err().message, "model: Field required");
+        assert!(inspect(br#"{"model":"m","stream":"yes"}"#).is_err());
+        let tool_only = br#"{"model":"m","messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":"x"}]}]}"#;
+        assert_eq!(inspect(tool_only).unwrap().prompt, None);
+    }
+
+    #[test]
+    fn stream_usage_is_not_double_counted() {
+        let mut o = MessagesObserver::default();
+        let ev = |s: &str| SseEvent::new(bytes::Bytes::from(s.to_owned()));
+        o.on_event(&ev("event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"usage\":{\"input_tokens\":10,\"cache_read_input_tokens\":5,\"cache_creation_input_tokens\":2,\"output_tokens\":1}}}\n\n"));
+        o.on_event(&ev("event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"tool_use\",\"id\":\"toolu_1\",\"name\":\"Bash\",\"input\":{}}}\n\n"));
+        o.on_event(&ev("event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"a\\\":\"}}\n\n"));
+        o.on_event(&ev("event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"1}\"}}\n\n"));
+        o.on_event(&ev(
+            "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+        ));
+        o.on_event(&ev("event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\"},\"usage\":{\"output_tokens\":42}}\n\n"));
+        let obs = o.take();
+        assert_eq!(obs.response_id.as_deref(), Some("msg_1"));
+        let u = obs.usage.unwrap();
+        assert_eq!(
+            (u.input, u.output, u.cache_read, u.cache_write),
+            (10, 42, 5, 2)
+        );
+        assert_eq!(obs.tool_calls[0].input, serde_json::json!({"a": 1}));
+    }
+}

@@ -1,0 +1,278 @@
+//! The wire APIs the bridge intercepts. Each module answers the same questions for its API:
+//! what the request asks for ([`RequestInfo`]), what a response or stream event says
+//! ([`Observer`]), and how an error the bridge makes looks.
+
+pub mod client;
+pub mod messages;
+
+use bytes::Bytes;
+use http::StatusCode;
+use serde_json::{Map, Value};
+
+use crate::provider::ProviderKind;
+use crate::sse::SseEvent;
+
+/// An intercepted wire API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ApiKind {
+    /// Anthropic `POST /v1/messages`.
+    Messages,
+    /// OpenAI `POST /v1/chat/completions`.
+    ChatCompletions,
+    /// OpenAI `POST /v1/responses`.
+    Responses,
+}
+
+impl ApiKind {
+    /// The API a request path (below the provider prefix) is bridged to, if any.
+    pub fn route(kind: ProviderKind, method: &http::Method, rest: &str) -> Option<ApiKind> {
+        if method != http::Method::POST {
+            return None;
+        }
+        let rest = rest.trim_end_matches('/');
+        match (kind, rest) {
+            (ProviderKind::Anthropic, "/v1/messages") => Some(ApiKind::Messages),
+            _ => None,
+        }
+    }
+
+    /// The stable name used in records and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiKind::Messages => "messages",
+            ApiKind::ChatCompletions => "chat_completions",
+            ApiKind::Responses => "responses",
+        }
+    }
+
+    /// What the request asks for, or a 400 when it is not something the API accepts.
+    pub fn inspect(self, body: &[u8]) -> Result<RequestInfo, BadRequest> {
+        match self {
+            ApiKind::Messages => messages::inspect(body),
+            ApiKind::ChatCompletions | ApiKind::Responses => {
+                Err(BadRequest::new("this API is not bridged by this build"))
+            }
+        }
+    }
+
+    /// A fresh observer for one upstream response.
+    pub fn observer(self) -> Box<dyn Observer> {
+        match self {
+            ApiKind::Messages | ApiKind::ChatCompletions | ApiKind::Responses => {
+                Box::new(messages::MessagesObserver::default())
+            }
+        }
+    }
+
+    /// The SSE event that tells a client of this API that the stream broke.
+    pub fn stream_error_event(self, kind: ErrorKind, message: &str) -> Bytes {
+        match self {
+            ApiKind::Messages => {
+                let body = error_body(ProviderKind::Anthropic, kind, message);
+                let mut out = Vec::with_capacity(body.len() + 24);
+                out.extend_from_slice(b"event: error\ndata: ");
+                out.extend_from_slice(&body);
+                out.extend_from_slice(b"\n\n");
+                Bytes::from(out)
+            }
+            ApiKind::ChatCompletions | ApiKind::Responses => {
+                let body = error_body(ProviderKind::OpenAi, kind, message);
+                let mut out = Vec::with_capacity(body.len() + 24);
+                if self == ApiKind::Responses {
+                    out.extend_from_slice(b"event: error\n");
+                }
+                out.extend_from_slice(b"data: ");
+                out.extend_from_slice(&body);
+                out.extend_from_slice(b"\n\n");
+                Bytes::from(out)
+            }
+        }
+    }
+}
+
+/// What the bridge learned from a request body. Only what it needs is parsed; the body
+/// itself is forwarded untouched.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RequestInfo {
+    /// The requested model.
+    pub model: String,
+    /// Whether the client asked for a stream.
+    pub stream: bool,
+    /// The user's prompt, if the last user message has text.
+    pub prompt: Option<String>,
+    /// A session id found in the body (e.g. `metadata.user_id`).
+    pub session_id: Option<String>,
+    /// Extra facts kept on the interception (`previous_response_id`, …).
+    pub metadata: Map<String, Value>,
+}
+
+/// A request body the bridge refuses (400, nothing goes upstream).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct BadRequest {
+    /// What is wrong, for the client.
+    pub message: String,
+}
+
+impl BadRequest {
+    /// A bad request with this message.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+        }
+    }
+}
+
+/// Token usage of one upstream response, in the bridge's terms: `input` excludes cached
+/// tokens.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Usage {
+    /// Input tokens not read from or written to a cache.
+    pub input: i64,
+    /// Output tokens.
+    pub output: i64,
+    /// Input tokens read from the cache.
+    pub cache_read: i64,
+    /// Input tokens written to the cache.
+    pub cache_write: i64,
+    /// Other counts by name.
+    pub extra: Map<String, Value>,
+}
+
+/// A tool call the model made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolCall {
+    /// The provider's call id.
+    pub id: Option<String>,
+    /// The tool's name.
+    pub name: String,
+    /// Arguments: parsed JSON, or the raw string when not valid JSON.
+    pub input: Value,
+    /// Extra detail (tool type, …).
+    pub metadata: Map<String, Value>,
+}
+
+/// A model thought.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Thought {
+    /// Its text.
+    pub content: String,
+    /// `thinking`, `reasoning_summary` or `commentary`.
+    pub source: &'static str,
+}
+
+/// What one upstream response said, as far as the records care.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Observation {
+    /// The provider's response id.
+    pub response_id: Option<String>,
+    /// Token usage, if reported.
+    pub usage: Option<Usage>,
+    /// Tool calls, in order.
+    pub tool_calls: Vec<ToolCall>,
+    /// Thoughts, in order.
+    pub thoughts: Vec<Thought>,
+    /// An error the upstream reported inside a 2xx stream or body.
+    pub error: Option<String>,
+}
+
+/// What the relay does with a stream event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventAction {
+    /// Forward the event's bytes unchanged.
+    Forward,
+    /// Hide the event from the client.
+    Drop,
+}
+
+/// Watches one upstream response. Observation parses only what it needs.
+pub trait Observer: Send + 'static {
+    /// A stream event went by.
+    fn on_event(&mut self, event: &SseEvent) -> EventAction;
+    /// A whole blocking response body.
+    fn on_body(&mut self, body: &[u8]);
+    /// Everything observed so far; the observer is left empty.
+    fn take(&mut self) -> Observation;
+}
+
+/// The kinds of error the bridge reports itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request was malformed.
+    InvalidRequest,
+    /// No valid credentials.
+    Authentication,
+    /// Nothing at that path.
+    NotFound,
+    /// The body is too large.
+    RequestTooLarge,
+    /// The upstream failed or could not be reached.
+    Upstream,
+    /// The upstream is overloaded or the breaker is open.
+    Overloaded,
+    /// The bridge failed.
+    Internal,
+}
+
+impl ErrorKind {
+    /// The HTTP status for this error.
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorKind::InvalidRequest => StatusCode::BAD_REQUEST,
+            ErrorKind::Authentication => StatusCode::UNAUTHORIZED,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::Upstream => StatusCode::BAD_GATEWAY,
+            ErrorKind::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn anthropic_type(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidRequest => "invalid_request_error",
+            ErrorKind::Authentication => "authentication_error",
+            ErrorKind::NotFound => "not_found_error",
+            ErrorKind::RequestTooLarge => "request_too_large",
+            ErrorKind::Upstream | ErrorKind::Internal => "api_error",
+            ErrorKind::Overloaded => "overloaded_error",
+        }
+    }
+
+    fn openai_type(self) -> (&'static str, Option<&'static str>) {
+        match self {
+            ErrorKind::InvalidRequest => ("invalid_request_error", None),
+            ErrorKind::Authentication => ("invalid_request_error", Some("invalid_api_key")),
+            ErrorKind::NotFound => ("invalid_request_error", Some("not_found")),
+            ErrorKind::RequestTooLarge => ("invalid_request_error", Some("request_too_large")),
+            ErrorKind::Upstream => ("server_error", Some("upstream_error")),
+            ErrorKind::Overloaded => ("server_error", Some("overloaded")),
+            ErrorKind::Internal => ("server_error", None),
+        }
+    }
+}
+
+/// An error body in the provider's own format.
+pub fn error_body(kind: ProviderKind, error: ErrorKind, message: &str) -> Bytes {
+    let value = match kind {
+        ProviderKind::Anthropic => serde_json::json!({
+            "type": "error",
+            "error": { "type": error.anthropic_type(), "message": message },
+        }),
+        ProviderKind::OpenAi => {
+            let (kind, code) = error.openai_type();
+            serde_json::json!({
+                "error": { "message": message, "type": kind, "param": null, "code": code },
+            })
+        }
+    };
+    Bytes::from(value.to_string())
+}
+
+/// Parses arguments that should be JSON; keeps the raw string when they are not.
+pub fn parse_arguments(raw: &str) -> Value {
+    if raw.trim().is_empty() {
+        return Value::Object(Map::new());
+    }
+    serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_owned()))
+}

@@ -1,0 +1,307 @@
+//! [`RequestBridge`]: the tower `Service` that routes provider paths to an interception or
+//! a passthrough. It reads the [`Actor`] from request extensions, so any hyper or axum app can
+//! mount it behind its own authentication.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use axum::body::Body;
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use uuid::Uuid;
+
+use crate::actor::Actor;
+use crate::api::{ApiKind, ErrorKind, client, error_body};
+use crate::config::Limits;
+use crate::intercept::{Interception, Start, blocking, streaming};
+use crate::metrics::{Metrics, RejectLabels};
+use crate::provider::{ProviderConfig, ProviderKind};
+use crate::record::RecordQueue;
+use crate::upstream::upstream_headers;
+
+/// The header naming the interception on every bridged response.
+pub const INTERCEPTION_ID_HEADER: &str = "x-aibridge-interception-id";
+
+/// Why a bridge could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BridgeError {
+    /// The HTTP client could not be created.
+    #[error("cannot build the upstream HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
+/// What the bridge needs to run.
+pub struct BridgeOptions {
+    /// Providers, each mounted at `/<name>/`.
+    pub providers: Vec<ProviderConfig>,
+    /// Where records go.
+    pub queue: RecordQueue,
+    /// Metric families.
+    pub metrics: Metrics,
+    /// Body limits.
+    pub limits: Limits,
+}
+
+/// Shared state of every request.
+pub struct BridgeState {
+    pub(crate) providers: Vec<Arc<ProviderConfig>>,
+    pub(crate) http: reqwest::Client,
+    pub(crate) queue: RecordQueue,
+    pub(crate) metrics: Metrics,
+    pub(crate) limits: Limits,
+}
+
+/// The bridge as a `tower::Service`. Cheap to clone.
+#[derive(Clone)]
+pub struct RequestBridge {
+    state: Arc<BridgeState>,
+}
+
+impl RequestBridge {
+    /// Builds a bridge.
+    pub fn new(options: BridgeOptions) -> Result<RequestBridge, BridgeError> {
+        Ok(RequestBridge {
+            state: Arc::new(BridgeState {
+                providers: options.providers.into_iter().map(Arc::new).collect(),
+                http: crate::upstream::build_client()?,
+                queue: options.queue,
+                metrics: options.metrics,
+                limits: options.limits,
+            }),
+        })
+    }
+
+    /// The provider whose prefix starts `path`, and the rest of the path after it.
+    pub fn provider_for<'p>(&self, path: &'p str) -> Option<(&ProviderConfig, &'p str)> {
+        find_provider(&self.state.providers, path).map(|(p, rest)| (&**p, rest))
+    }
+
+    async fn handle<B>(self, req: Request<B>) -> Response<Body>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let state = self.state;
+        let path = req.uri().path().to_owned();
+        let Some((provider, rest)) = find_provider(&state.providers, &path) else {
+            reject(&state, "none", "not_found");
+            return not_found(&path);
+        };
+        let provider = provider.clone();
+        let rest = rest.to_owned();
+        let Some(actor) = req.extensions().get::<Actor>().cloned() else {
+            reject(&state, &provider.name, "unauthenticated");
+            return error_response(
+                provider.kind,
+                ErrorKind::Authentication,
+                "no actor: this request is not authenticated",
+                None,
+            );
+        };
+        let (parts, body) = req.into_parts();
+        let body = match Limited::new(body, state.limits.max_body_bytes)
+            .collect()
+            .await
+        {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) => {
+                let too_large = e
+                    .downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some();
+                let (kind, reason, message) = if too_large {
+                    (
+                        ErrorKind::RequestTooLarge,
+                        "too_large",
+                        format!(
+                            "request body exceeds the limit of {} bytes",
+                            state.limits.max_body_bytes
+                        ),
+                    )
+                } else {
+                    (
+                        ErrorKind::InvalidRequest,
+                        "invalid_body",
+                        "request body could not be read".to_owned(),
+                    )
+                };
+                reject(&state, &provider.name, reason);
+                return error_response(provider.kind, kind, &message, None);
+            }
+        };
+        match ApiKind::route(provider.kind, &parts.method, &rest) {
+            Some(api) => intercept(state, provider, api, parts, &rest, body, actor).await,
+            None => {
+                crate::passthrough::forward(&state, &provider, &actor, parts, &rest, body).await
+            }
+        }
+    }
+}
+
+fn find_provider<'a, 'p>(
+    providers: &'a [Arc<ProviderConfig>],
+    path: &'p str,
+) -> Option<(&'a Arc<ProviderConfig>, &'p str)> {
+    let trimmed = path.strip_prefix('/')?;
+    let (first, rest) = match trimmed.find('/') {
+        Some(i) => (&trimmed[..i], &trimmed[i..]),
+        None => (trimmed, ""),
+    };
+    providers
+        .iter()
+        .find(|p| p.name == first)
+        .map(|p| (p, rest))
+}
+
+async fn intercept(
+    state: Arc<BridgeState>,
+    provider: Arc<ProviderConfig>,
+    api: ApiKind,
+    parts: http::request::Parts,
+    rest: &str,
+    body: Bytes,
+    actor: Actor,
+) -> Response<Body> {
+    let info = match api.inspect(&body) {
+        Ok(info) => info,
+        Err(bad) => {
+            reject(&state, &provider.name, "invalid_body");
+            return error_response(provider.kind, ErrorKind::InvalidRequest, &bad.message, None);
+        }
+    };
+    let (headers, credential) = upstream_headers(&parts.headers, &provider, &actor, true);
+    let session_id = client::session_from_headers(&parts.headers).or(info.session_id.clone());
+    let stream = info.stream;
+    let cap = state.limits.max_response_bytes;
+    let url = provider.upstream_url(rest, parts.uri.query());
+    let mut ic = Interception::start(
+        state.clone(),
+        provider.clone(),
+        api,
+        Start {
+            actor: &actor,
+            info,
+            client: client::detect(&parts.headers),
+            user_agent: parts
+                .headers
+                .get(http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            session_id,
+            credential,
+        },
+    );
+    let sent = Instant::now();
+    let resp = state
+        .http
+        .post(url)
+        .headers(headers)
+        .body(body)
+        .send()
+        .await;
+    match resp {
+        Err(e) => {
+            ic.upstream_answered(None, sent);
+            let message = format!("upstream unreachable: {}", e.without_url());
+            ic.end(
+                crate::record::Outcome::UpstreamUnavailable,
+                Some(message.clone()),
+            );
+            error_response(provider.kind, ErrorKind::Upstream, &message, Some(ic.id))
+        }
+        Ok(resp) => {
+            ic.upstream_answered(Some(resp.status().as_u16()), sent);
+            if !resp.status().is_success() {
+                blocking::relay_error(ic, resp, cap).await
+            } else if stream && is_event_stream(resp.headers()) {
+                streaming::relay(ic, resp)
+            } else {
+                blocking::relay(ic, resp, cap).await
+            }
+        }
+    }
+}
+
+fn is_event_stream(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"))
+}
+
+fn reject(state: &BridgeState, provider: &str, reason: &str) {
+    state
+        .metrics
+        .rejected
+        .get_or_create(&RejectLabels {
+            provider: provider.to_owned(),
+            reason: reason.to_owned(),
+        })
+        .inc();
+}
+
+/// Adds the interception id header.
+pub fn tag(resp: &mut Response<Body>, id: Uuid) {
+    if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
+        resp.headers_mut().insert(INTERCEPTION_ID_HEADER, v);
+    }
+}
+
+/// An error the bridge itself produces, in the provider's format.
+pub fn error_response(
+    kind: ProviderKind,
+    error: ErrorKind,
+    message: &str,
+    interception: Option<Uuid>,
+) -> Response<Body> {
+    let mut resp = Response::new(Body::from(error_body(kind, error, message)));
+    *resp.status_mut() = error.status();
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Some(id) = interception {
+        tag(&mut resp, id);
+    }
+    resp
+}
+
+/// 404 for paths outside every provider prefix.
+pub fn not_found(path: &str) -> Response<Body> {
+    let body = serde_json::json!({
+        "error": {
+            "type": "not_found",
+            "message": format!("no route for {path}: bridged paths start with a provider prefix such as /anthropic/ or /openai/"),
+        }
+    });
+    let mut resp = Response::new(Body::from(body.to_string()));
+    *resp.status_mut() = StatusCode::NOT_FOUND;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+impl<B> tower::Service<Request<B>> for RequestBridge
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move { Ok(this.handle(req).await) })
+    }
+}

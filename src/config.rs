@@ -1,0 +1,564 @@
+//! Configuration in two phases: a serde [`RawConfig`] read from TOML (unknown keys refused),
+//! validated into an immutable [`Config`] with parsed addresses, durations and secrets.
+//! Errors name the path of the bad value (`providers[1].kind: …`).
+//!
+//! Secrets are referenced by environment variable name, never required inline; every env read
+//! goes through [`Env`] so tests never touch the process environment.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::provider::{ProviderConfig, ProviderKind};
+use crate::secret::Secret;
+
+/// Where environment variables come from.
+pub trait Env {
+    /// The variable's value, if set and not empty.
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    }
+}
+
+impl Env for HashMap<String, String> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.get(name).filter(|v| !v.is_empty()).cloned()
+    }
+}
+
+/// A configuration problem, naming where it is.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown keys.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The TOML parser's message (with line and column).
+        message: String,
+    },
+    /// A value is invalid.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// Where in the config (`providers[0].base_url`).
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn invalid(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        path: path.into(),
+        message: message.into(),
+    }
+}
+
+/// The configuration file as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    /// Listen address; default `127.0.0.1:8080`.
+    pub listen: Option<String>,
+    /// Audit database URL; default `sqlite://aibridge.db?mode=rwc`.
+    pub database_url: Option<String>,
+    /// Log filter (`info`, `aibridge=debug`, …).
+    pub log: Option<String>,
+    /// Log format: `text` (default) or `json`.
+    pub log_format: Option<String>,
+    /// Upstream providers; default `anthropic` and `openai` from the environment.
+    pub providers: Vec<RawProvider>,
+    /// How actors are resolved.
+    pub auth: RawAuth,
+    /// Request limits.
+    pub limits: RawLimits,
+    /// The recording pipeline.
+    pub recording: RawRecording,
+    /// MCP servers whose tools are injected.
+    pub mcp: Option<toml::Table>,
+    /// How long in-flight requests may run after SIGTERM (`30s`).
+    pub shutdown_grace: Option<String>,
+}
+
+/// One provider as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawProvider {
+    /// Route prefix and record name.
+    pub name: String,
+    /// `anthropic` or `openai`.
+    pub kind: String,
+    /// Upstream base URL.
+    pub base_url: Option<String>,
+    /// Env var holding the centralized key; absent means clients bring their own.
+    pub api_key_env: Option<String>,
+    /// Send `x-aibridge-actor-id` / metadata headers upstream.
+    pub send_actor_headers: bool,
+}
+
+/// Authentication as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAuth {
+    /// Trust `x-aibridge-actor-id` from the platform in front (sidecar mode).
+    pub trusted_headers: bool,
+    /// Virtual keys.
+    pub keys: Vec<RawVirtualKey>,
+}
+
+/// One virtual key as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawVirtualKey {
+    /// The actor this key belongs to.
+    pub actor_id: String,
+    /// Env var holding the key.
+    pub key_env: Option<String>,
+    /// Hex SHA-256 of the key.
+    pub key_sha256: Option<String>,
+    /// Actor metadata recorded with each interception.
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// Limits as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLimits {
+    /// Largest request body accepted, in bytes (default 32 MiB).
+    pub max_body_bytes: Option<u64>,
+    /// Largest blocking upstream response buffered, in bytes (default 64 MiB).
+    pub max_response_bytes: Option<u64>,
+}
+
+/// Recording pipeline as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRecording {
+    /// Directory for the spool file used while the database is down.
+    pub spool_dir: Option<String>,
+    /// Records that may wait in memory.
+    pub queue_capacity: Option<usize>,
+}
+
+/// A virtual key, validated: only its hash is kept.
+#[derive(Clone)]
+pub struct VirtualKey {
+    /// The actor it resolves to.
+    pub actor_id: String,
+    /// SHA-256 of the key.
+    pub sha256: [u8; 32],
+    /// Actor metadata.
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for VirtualKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VirtualKey")
+            .field("actor_id", &self.actor_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Authentication, validated.
+#[derive(Debug, Clone, Default)]
+pub struct AuthConfig {
+    /// Sidecar mode.
+    pub trusted_headers: bool,
+    /// Virtual keys.
+    pub keys: Vec<VirtualKey>,
+}
+
+impl AuthConfig {
+    /// Whether any authentication is configured; without it only loopback is allowed.
+    pub fn is_configured(&self) -> bool {
+        self.trusted_headers || !self.keys.is_empty()
+    }
+}
+
+/// Request limits, validated.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// Largest blocking upstream response buffered.
+    pub max_response_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 32 * 1024 * 1024,
+            max_response_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Audit database URL.
+    pub database_url: String,
+    /// Log filter.
+    pub log: String,
+    /// Log as JSON lines.
+    pub log_json: bool,
+    /// Upstream providers, in route order.
+    pub providers: Vec<ProviderConfig>,
+    /// Authentication.
+    pub auth: AuthConfig,
+    /// Limits.
+    pub limits: Limits,
+    /// Spool directory for the recording pipeline.
+    pub spool_dir: Option<PathBuf>,
+    /// Recording queue capacity.
+    pub queue_capacity: usize,
+    /// The raw `[mcp]` table, validated by the MCP module.
+    pub mcp: Option<toml::Table>,
+    /// Grace period for in-flight requests on shutdown.
+    pub shutdown_grace: Duration,
+}
+
+/// Default listen address: loopback only, so single-user mode is safe.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default audit database: a SQLite file beside the process.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://aibridge.db?mode=rwc";
+
+impl Config {
+    /// Reads and validates a config file, or the defaults when `path` is `None`.
+    pub fn load(path: Option<&Path>, env: &dyn Env) -> Result<Config, ConfigError> {
+        let raw = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                parse_toml(&text).map_err(|message| ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    message,
+                })?
+            }
+            None => RawConfig::default(),
+        };
+        Config::validate(raw, env)
+    }
+
+    /// Validates a raw config, applying env overrides (`AIBRIDGE_LISTEN`, `AIBRIDGE_LOG`,
+    /// `AIBRIDGE_DATABASE_URL`).
+    pub fn validate(raw: RawConfig, env: &dyn Env) -> Result<Config, ConfigError> {
+        let listen_text = env
+            .var("AIBRIDGE_LISTEN")
+            .or(raw.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let listen: SocketAddr = listen_text
+            .parse()
+            .map_err(|e| invalid("listen", format!("`{listen_text}` is not an address: {e}")))?;
+        let database_url = env
+            .var("AIBRIDGE_DATABASE_URL")
+            .or(raw.database_url)
+            .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+        let log = env
+            .var("AIBRIDGE_LOG")
+            .or(raw.log)
+            .unwrap_or_else(|| "info".to_owned());
+        let log_json = match raw.log_format.as_deref() {
+            None | Some("text") => false,
+            Some("json") => true,
+            Some(other) => {
+                return Err(invalid(
+                    "log_format",
+                    format!("`{other}` is not `text` or `json`"),
+                ));
+            }
+        };
+
+        let providers = if raw.providers.is_empty() {
+            default_providers(env)
+        } else {
+            validate_providers(raw.providers, env)?
+        };
+        let auth = validate_auth(raw.auth, env)?;
+        if !listen.ip().is_loopback() && !auth.is_configured() {
+            return Err(invalid(
+                "listen",
+                format!(
+                    "{listen} is not a loopback address and no authentication is configured; \
+                     add [[auth.keys]] or set auth.trusted_headers = true"
+                ),
+            ));
+        }
+        let defaults = Limits::default();
+        let limits = Limits {
+            max_body_bytes: usize_of(raw.limits.max_body_bytes, defaults.max_body_bytes),
+            max_response_bytes: usize_of(
+                raw.limits.max_response_bytes,
+                defaults.max_response_bytes,
+            ),
+        };
+        let shutdown_grace = match raw.shutdown_grace {
+            Some(text) => parse_duration(&text).map_err(|m| invalid("shutdown_grace", m))?,
+            None => Duration::from_secs(30),
+        };
+        Ok(Config {
+            listen,
+            database_url,
+            log,
+            log_json,
+            providers,
+            auth,
+            limits,
+            spool_dir: raw.recording.spool_dir.map(PathBuf::from),
+            queue_capacity: raw.recording.queue_capacity.unwrap_or(65_536),
+            mcp: raw.mcp,
+            shutdown_grace,
+        })
+    }
+}
+
+fn parse_toml(text: &str) -> Result<RawConfig, String> {
+    toml::from_str(text).map_err(|e| e.to_string())
+}
+
+fn usize_of(value: Option<u64>, default: usize) -> usize {
+    value
+        .and_then(|v| usize::try_from(v).ok())
+        .unwrap_or(default)
+}
+
+fn default_providers(env: &dyn Env) -> Vec<ProviderConfig> {
+    [
+        (
+            ProviderKind::Anthropic,
+            "ANTHROPIC_BASE_URL",
+            "ANTHROPIC_API_KEY",
+        ),
+        (ProviderKind::OpenAi, "OPENAI_BASE_URL", "OPENAI_API_KEY"),
+    ]
+    .into_iter()
+    .map(|(kind, base_env, key_env)| ProviderConfig {
+        name: kind.as_str().to_owned(),
+        kind,
+        base_url: trim_base(
+            &env.var(base_env)
+                .unwrap_or_else(|| kind.default_base_url().to_owned()),
+        ),
+        api_key: env.var(key_env).map(Secret::new),
+        send_actor_headers: false,
+    })
+    .collect()
+}
+
+fn trim_base(url: &str) -> String {
+    url.trim_end_matches('/').to_owned()
+}
+
+fn validate_providers(
+    raw: Vec<RawProvider>,
+    env: &dyn Env,
+) -> Result<Vec<ProviderConfig>, ConfigError> {
+    let mut out: Vec<ProviderConfig> = Vec::with_capacity(raw.len());
+    for (i, p) in raw.into_iter().enumerate() {
+        let at = |field: &str| format!("providers[{i}].{field}");
+        if p.name.is_empty()
+            || !p
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(invalid(
+                at("name"),
+                "must be a non-empty route segment of letters, digits, `-` or `_`",
+            ));
+        }
+        if out.iter().any(|o| o.name == p.name) {
+            return Err(invalid(at("name"), format!("`{}` is used twice", p.name)));
+        }
+        let kind = ProviderKind::parse(&p.kind).ok_or_else(|| {
+            invalid(
+                at("kind"),
+                format!("`{}` is not `anthropic` or `openai`", p.kind),
+            )
+        })?;
+        let base_url = trim_base(p.base_url.as_deref().unwrap_or(kind.default_base_url()));
+        if reqwest::Url::parse(&base_url).is_err()
+            || !(base_url.starts_with("http://") || base_url.starts_with("https://"))
+        {
+            return Err(invalid(
+                at("base_url"),
+                format!("`{base_url}` is not an http(s) URL"),
+            ));
+        }
+        let api_key = match p.api_key_env {
+            Some(var) => Some(env.var(&var).map(Secret::new).ok_or_else(|| {
+                invalid(
+                    at("api_key_env"),
+                    format!("environment variable {var} is not set"),
+                )
+            })?),
+            None => None,
+        };
+        out.push(ProviderConfig {
+            name: p.name,
+            kind,
+            base_url,
+            api_key,
+            send_actor_headers: p.send_actor_headers,
+        });
+    }
+    Ok(out)
+}
+
+fn validate_auth(raw: RawAuth, env: &dyn Env) -> Result<AuthConfig, ConfigError> {
+    let mut keys = Vec::with_capacity(raw.keys.len());
+    for (i, k) in raw.keys.into_iter().enumerate() {
+        let at = |field: &str| format!("auth.keys[{i}].{field}");
+        if k.actor_id.is_empty() {
+            return Err(invalid(at("actor_id"), "must not be empty"));
+        }
+        let sha256 = match (k.key_env, k.key_sha256) {
+            (Some(var), None) => {
+                let key = env.var(&var).ok_or_else(|| {
+                    invalid(
+                        at("key_env"),
+                        format!("environment variable {var} is not set"),
+                    )
+                })?;
+                crate::actor::hash_key(&key)
+            }
+            (None, Some(hex)) => parse_sha256(&hex)
+                .ok_or_else(|| invalid(at("key_sha256"), "must be 64 hex digits"))?,
+            _ => {
+                return Err(invalid(
+                    at("key_env"),
+                    "exactly one of key_env or key_sha256 is required",
+                ));
+            }
+        };
+        keys.push(VirtualKey {
+            actor_id: k.actor_id,
+            sha256,
+            metadata: k.metadata,
+        });
+    }
+    Ok(AuthConfig {
+        trusted_headers: raw.trusted_headers,
+        keys,
+    })
+}
+
+fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
+    let hex = hex.trim();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Parses a human duration: `500ms`, `30s`, `5m`, `1h`, or plain seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like `30s` or `500ms`"))?;
+    let seconds = match unit.trim() {
+        "ms" => value / 1000.0,
+        "" | "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        other => return Err(format!("unknown duration unit `{other}` in `{text}`")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_listen_on_loopback_with_env_providers() {
+        let cfg = Config::load(None, &env(&[("ANTHROPIC_API_KEY", "sk-ant-x")])).unwrap();
+        assert_eq!(cfg.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(cfg.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!(cfg.providers.len(), 2);
+        assert_eq!(cfg.providers[0].base_url, "https://api.anthropic.com");
+        assert!(cfg.providers[0].api_key.is_some());
+        assert_eq!(cfg.providers[1].base_url, "https://api.openai.com/v1");
+        assert!(cfg.providers[1].api_key.is_none());
+    }
+
+    #[test]
+    fn public_listen_without_auth_is_refused() {
+        let err = Config::validate(
+            RawConfig::default(),
+            &env(&[("AIBRIDGE_LISTEN", "0.0.0.0:80")]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().starts_with("listen:"), "{err}");
+    }
+
+    #[test]
+    fn errors_name_the_path() {
+        let raw: RawConfig =
+            toml::from_str("[[providers]]\nname = \"a\"\nkind = \"gemini\"\n").unwrap();
+        let err = Config::validate(raw, &env(&[])).unwrap_err();
+        assert!(err.to_string().starts_with("providers[0].kind:"), "{err}");
+        assert!(parse_toml("nope = 1").unwrap_err().contains("nope"));
+    }
+
+    #[test]
+    fn virtual_keys_from_env_or_hash() {
+        let raw: RawConfig = toml::from_str(
+            "[[auth.keys]]\nactor_id = \"alice\"\nkey_env = \"K\"\n\
+             [[auth.keys]]\nactor_id = \"bob\"\nkey_sha256 = \"00\"\n",
+        )
+        .unwrap();
+        let err = Config::validate(raw, &env(&[("K", "secret")])).unwrap_err();
+        assert!(
+            err.to_string().starts_with("auth.keys[1].key_sha256"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));
+        assert!(parse_duration("soon").is_err());
+    }
+}

@@ -1,0 +1,113 @@
+//! Blocking responses, and upstream error responses of either kind: read whole (capped),
+//! observe, relay unchanged.
+
+use axum::body::Body;
+use bytes::{Bytes, BytesMut};
+use http::Response;
+
+use super::Interception;
+use crate::api::ErrorKind;
+use crate::record::Outcome;
+use crate::upstream::client_headers;
+
+/// Why a body could not be read whole.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The body is larger than the cap.
+    #[error("upstream response exceeds {0} bytes")]
+    TooLarge(usize),
+    /// The upstream broke off.
+    #[error("upstream response broke off: {0}")]
+    Broken(String),
+}
+
+/// Reads a response body, refusing to buffer more than `cap` bytes.
+pub async fn read_capped(resp: &mut reqwest::Response, cap: usize) -> Result<Bytes, ReadError> {
+    let mut buf = BytesMut::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                if buf.len() + chunk.len() > cap {
+                    return Err(ReadError::TooLarge(cap));
+                }
+                if buf.is_empty() && resp.content_length().is_none() {
+                    buf.reserve(chunk.len());
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(buf.freeze()),
+            Err(e) => return Err(ReadError::Broken(e.without_url().to_string())),
+        }
+    }
+}
+
+/// Relays a successful blocking response, recording what it says.
+pub async fn relay(
+    mut ic: Interception,
+    mut resp: reqwest::Response,
+    cap: usize,
+) -> Response<Body> {
+    let status = resp.status();
+    let body = match read_capped(&mut resp, cap).await {
+        Ok(body) => body,
+        Err(e) => {
+            let message = e.to_string();
+            ic.end(Outcome::UpstreamUnavailable, Some(message.clone()));
+            return super::super::bridge::error_response(
+                ic.provider().kind,
+                ErrorKind::Upstream,
+                &message,
+                Some(ic.id),
+            );
+        }
+    };
+    let mut observer = ic.api().observer();
+    observer.on_body(&body);
+    let obs = observer.take();
+    let outcome = if obs.error.is_some() {
+        Outcome::UpstreamError
+    } else {
+        Outcome::Completed
+    };
+    ic.observed(obs);
+    ic.end(outcome, None);
+    respond(status, resp.headers(), body, &ic)
+}
+
+/// Relays an upstream error response (status and body unchanged).
+pub async fn relay_error(
+    mut ic: Interception,
+    mut resp: reqwest::Response,
+    cap: usize,
+) -> Response<Body> {
+    let status = resp.status();
+    let body = match read_capped(&mut resp, cap).await {
+        Ok(body) => body,
+        Err(e) => {
+            let message = e.to_string();
+            ic.end(Outcome::UpstreamError, Some(message.clone()));
+            return super::super::bridge::error_response(
+                ic.provider().kind,
+                ErrorKind::Upstream,
+                &message,
+                Some(ic.id),
+            );
+        }
+    };
+    let detail = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
+    ic.end(Outcome::UpstreamError, Some(detail));
+    respond(status, resp.headers(), body, &ic)
+}
+
+fn respond(
+    status: http::StatusCode,
+    upstream: &http::HeaderMap,
+    body: Bytes,
+    ic: &Interception,
+) -> Response<Body> {
+    let mut out = Response::new(Body::from(body));
+    *out.status_mut() = status;
+    *out.headers_mut() = client_headers(upstream, true);
+    crate::bridge::tag(&mut out, ic.id);
+    out
+}

@@ -1,0 +1,280 @@
+//! The interception flow, written once for every wire API: inspect → record start → call
+//! upstream → relay (blocking or streaming) while observing → record → end.
+
+pub mod blocking;
+pub mod streaming;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::Utc;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::actor::Actor;
+use crate::api::{ApiKind, Observation, RequestInfo};
+use crate::bridge::BridgeState;
+use crate::metrics::{
+    InterceptionLabels, ModelLabels, RouteLabels, TokenLabels, TokenType, model_label,
+};
+use crate::provider::ProviderConfig;
+use crate::record::{
+    InterceptionEndedRecord, InterceptionRecord, ModelThoughtRecord, Outcome, PromptRecord, Record,
+    TokenUsageRecord, ToolUsageRecord, new_id,
+};
+use crate::upstream::Credential;
+
+/// Who and what a request is about, as known before the upstream call.
+pub struct Start<'a> {
+    /// The request's owner.
+    pub actor: &'a Actor,
+    /// What the body asks for.
+    pub info: RequestInfo,
+    /// The detected client.
+    pub client: &'static str,
+    /// The client's `User-Agent`.
+    pub user_agent: Option<String>,
+    /// The session id from headers, else from the body.
+    pub session_id: Option<String>,
+    /// How upstream is authenticated.
+    pub credential: Credential,
+}
+
+/// One bridged request in flight. Ending it records the outcome once; if it is dropped
+/// unended (the client went away), it ends as `client_disconnected`.
+pub struct Interception {
+    /// The interception id (UUIDv7).
+    pub id: Uuid,
+    state: Arc<BridgeState>,
+    provider: Arc<ProviderConfig>,
+    api: ApiKind,
+    model: String,
+    client: &'static str,
+    prompt: Option<String>,
+    started: Instant,
+    attempts: u32,
+    last_status: Option<u16>,
+    ended: bool,
+}
+
+impl Interception {
+    /// Records the start and counts the request in flight.
+    pub fn start(
+        state: Arc<BridgeState>,
+        provider: Arc<ProviderConfig>,
+        api: ApiKind,
+        start: Start<'_>,
+    ) -> Interception {
+        let id = new_id();
+        let mut metadata: Map<String, Value> = start.info.metadata;
+        if !start.actor.metadata.is_empty() {
+            let actor_meta = start
+                .actor
+                .metadata
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .collect();
+            metadata.insert("actor_metadata".into(), Value::Object(actor_meta));
+        }
+        state.queue.submit(Record::Interception(InterceptionRecord {
+            id,
+            initiator_id: start.actor.id.clone(),
+            provider: provider.kind.as_str().to_owned(),
+            provider_name: provider.name.clone(),
+            api: api.as_str().to_owned(),
+            model: start.info.model.clone(),
+            client: start.client.to_owned(),
+            user_agent: start.user_agent,
+            client_session_id: start.session_id,
+            credential_kind: start.credential.kind.to_owned(),
+            credential_hint: start.credential.hint,
+            streaming: start.info.stream,
+            started_at: Utc::now(),
+            metadata,
+        }));
+        state
+            .metrics
+            .inflight
+            .get_or_create(&route_labels(&provider, api))
+            .inc();
+        Interception {
+            id,
+            state,
+            provider,
+            api,
+            model: start.info.model,
+            client: start.client,
+            prompt: start.info.prompt,
+            started: Instant::now(),
+            attempts: 0,
+            last_status: None,
+            ended: false,
+        }
+    }
+
+    /// The wire API.
+    pub fn api(&self) -> ApiKind {
+        self.api
+    }
+
+    /// The provider.
+    pub fn provider(&self) -> &ProviderConfig {
+        &self.provider
+    }
+
+    /// Notes one upstream attempt and its status (if it answered), and its time to headers.
+    pub fn upstream_answered(&mut self, status: Option<u16>, sent_at: Instant) {
+        self.attempts += 1;
+        self.last_status = status.or(self.last_status);
+        if status.is_some() {
+            self.state
+                .metrics
+                .upstream_ttfb
+                .get_or_create(&route_labels(&self.provider, self.api))
+                .observe(sent_at.elapsed().as_secs_f64());
+        }
+    }
+
+    /// Records what one upstream response said.
+    pub fn observed(&mut self, obs: Observation) {
+        let now = Utc::now();
+        let response_id = obs.response_id.unwrap_or_default();
+        let q = &self.state.queue;
+        let m = &self.state.metrics;
+        let model = model_label(&self.model);
+        if let Some(prompt) = self.prompt.take() {
+            q.submit(Record::Prompt(PromptRecord {
+                id: new_id(),
+                interception_id: self.id,
+                provider_response_id: response_id.clone(),
+                prompt,
+                metadata: Map::new(),
+                created_at: now,
+            }));
+            m.prompts
+                .get_or_create(&ModelLabels {
+                    provider: self.provider.name.clone(),
+                    model: model.clone(),
+                })
+                .inc();
+        }
+        if let Some(usage) = obs.usage {
+            let count = |kind: &str, n: i64| {
+                if let Ok(n) = u64::try_from(n)
+                    && n > 0
+                {
+                    m.tokens
+                        .get_or_create(&TokenLabels {
+                            provider: self.provider.name.clone(),
+                            model: model.clone(),
+                            kind: TokenType {
+                                r#type: kind.to_owned(),
+                            },
+                        })
+                        .inc_by(n);
+                }
+            };
+            count("input", usage.input);
+            count("output", usage.output);
+            count("cache_read", usage.cache_read);
+            count("cache_write", usage.cache_write);
+            q.submit(Record::TokenUsage(TokenUsageRecord {
+                id: new_id(),
+                interception_id: self.id,
+                provider_response_id: response_id.clone(),
+                input_tokens: usage.input,
+                output_tokens: usage.output,
+                cache_read_input_tokens: usage.cache_read,
+                cache_write_input_tokens: usage.cache_write,
+                extra: usage.extra,
+                created_at: now,
+            }));
+        }
+        for call in obs.tool_calls {
+            m.client_tool_selections
+                .get_or_create(&ModelLabels {
+                    provider: self.provider.name.clone(),
+                    model: model.clone(),
+                })
+                .inc();
+            q.submit(Record::ToolUsage(ToolUsageRecord {
+                id: new_id(),
+                interception_id: self.id,
+                provider_response_id: response_id.clone(),
+                provider_tool_call_id: call.id,
+                server_url: None,
+                tool: call.name,
+                input: call.input,
+                injected: false,
+                invocation_error: None,
+                metadata: call.metadata,
+                created_at: now,
+            }));
+        }
+        for thought in obs.thoughts {
+            let mut metadata = Map::new();
+            metadata.insert("source".into(), Value::String(thought.source.to_owned()));
+            q.submit(Record::ModelThought(ModelThoughtRecord {
+                id: new_id(),
+                interception_id: self.id,
+                content: thought.content,
+                metadata,
+                created_at: now,
+            }));
+        }
+    }
+
+    /// Ends the interception (once).
+    pub fn end(&mut self, outcome: Outcome, detail: Option<String>) {
+        if self.ended {
+            return;
+        }
+        self.ended = true;
+        // A prompt seen but never answered is still worth keeping.
+        if self.prompt.is_some() {
+            self.observed(Observation::default());
+        }
+        let mut metadata = Map::new();
+        if let Some(detail) = detail {
+            metadata.insert("error".into(), Value::String(detail));
+        }
+        self.state
+            .queue
+            .submit(Record::InterceptionEnded(InterceptionEndedRecord {
+                id: self.id,
+                ended_at: Utc::now(),
+                outcome,
+                upstream_status: self.last_status,
+                attempts: self.attempts,
+                metadata,
+            }));
+        let m = &self.state.metrics;
+        let route = route_labels(&self.provider, self.api);
+        m.inflight.get_or_create(&route).dec();
+        m.duration
+            .get_or_create(&route)
+            .observe(self.started.elapsed().as_secs_f64());
+        m.interceptions
+            .get_or_create(&InterceptionLabels {
+                provider: self.provider.name.clone(),
+                model: model_label(&self.model),
+                status: outcome.as_str().to_owned(),
+                route: self.api.as_str().to_owned(),
+                client: self.client.to_owned(),
+            })
+            .inc();
+    }
+}
+
+impl Drop for Interception {
+    fn drop(&mut self) {
+        self.end(Outcome::ClientDisconnected, None);
+    }
+}
+
+fn route_labels(provider: &ProviderConfig, api: ApiKind) -> RouteLabels {
+    RouteLabels {
+        provider: provider.name.clone(),
+        route: api.as_str().to_owned(),
+    }
+}

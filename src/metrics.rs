@@ -1,0 +1,177 @@
+//! Prometheus metrics (prometheus-client), registered once at start-up. Labels are bounded
+//! sets: never prompt text or an actor id.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels of a finished interception.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InterceptionLabels {
+    /// Provider name.
+    pub provider: String,
+    /// Requested model.
+    pub model: String,
+    /// Outcome (`completed`, `upstream_error`, …).
+    pub status: String,
+    /// Wire API.
+    pub route: String,
+    /// Detected client.
+    pub client: String,
+}
+
+/// Provider and wire API.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// Provider name.
+    pub provider: String,
+    /// Wire API.
+    pub route: String,
+}
+
+/// A passed-through request.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PassthroughLabels {
+    /// Provider name.
+    pub provider: String,
+    /// HTTP method.
+    pub method: String,
+    /// Response status code (`0` when the upstream was unreachable).
+    pub status: String,
+}
+
+/// Provider and model.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModelLabels {
+    /// Provider name.
+    pub provider: String,
+    /// Model.
+    pub model: String,
+}
+
+/// Tokens by type.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TokenLabels {
+    /// Provider name.
+    pub provider: String,
+    /// Model.
+    pub model: String,
+    /// `input`, `output`, `cache_read`, `cache_write`, or an extra type.
+    #[prometheus(flatten)]
+    pub kind: TokenType,
+}
+
+/// The token type label, named `type`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TokenType {
+    /// The type.
+    pub r#type: String,
+}
+
+/// A rejected request.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectLabels {
+    /// Provider name, or `none`.
+    pub provider: String,
+    /// Why: `invalid_body`, `too_large`, `unauthenticated`, `not_found`.
+    pub reason: String,
+}
+
+/// Every metric family the bridge exports.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    /// `aibridge_interceptions_total`.
+    pub interceptions: Family<InterceptionLabels, Counter>,
+    /// `aibridge_interceptions_inflight`.
+    pub inflight: Family<RouteLabels, Gauge>,
+    /// `aibridge_interceptions_duration_seconds`.
+    pub duration: Family<RouteLabels, Histogram>,
+    /// `aibridge_upstream_ttfb_seconds`: time to the upstream's response headers.
+    pub upstream_ttfb: Family<RouteLabels, Histogram>,
+    /// `aibridge_passthrough_total`.
+    pub passthrough: Family<PassthroughLabels, Counter>,
+    /// `aibridge_prompts_total`.
+    pub prompts: Family<ModelLabels, Counter>,
+    /// `aibridge_tokens_total`.
+    pub tokens: Family<TokenLabels, Counter>,
+    /// `aibridge_non_injected_tool_selections_total`.
+    pub client_tool_selections: Family<ModelLabels, Counter>,
+    /// `aibridge_rejected_requests_total`.
+    pub rejected: Family<RejectLabels, Counter>,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 18))
+}
+
+impl Metrics {
+    /// Creates the families and registers them under the `aibridge_` prefix.
+    pub fn register(registry: &mut Registry) -> Metrics {
+        let m = Metrics {
+            interceptions: Family::default(),
+            inflight: Family::default(),
+            duration: Family::new_with_constructor(latency_histogram),
+            upstream_ttfb: Family::new_with_constructor(latency_histogram),
+            passthrough: Family::default(),
+            prompts: Family::default(),
+            tokens: Family::default(),
+            client_tool_selections: Family::default(),
+            rejected: Family::default(),
+        };
+        registry.register(
+            "interceptions",
+            "Bridged requests, by outcome",
+            m.interceptions.clone(),
+        );
+        registry.register(
+            "interceptions_inflight",
+            "Bridged requests in progress",
+            m.inflight.clone(),
+        );
+        registry.register(
+            "interceptions_duration_seconds",
+            "Time from request to the last byte sent to the client",
+            m.duration.clone(),
+        );
+        registry.register(
+            "upstream_ttfb_seconds",
+            "Time from sending a request upstream to its response headers",
+            m.upstream_ttfb.clone(),
+        );
+        registry.register(
+            "passthrough",
+            "Requests passed through to the upstream untouched",
+            m.passthrough.clone(),
+        );
+        registry.register("prompts", "User prompts seen", m.prompts.clone());
+        registry.register(
+            "tokens",
+            "Tokens reported by the upstream",
+            m.tokens.clone(),
+        );
+        registry.register(
+            "non_injected_tool_selections",
+            "Client (not injected) tool calls made by the model",
+            m.client_tool_selections.clone(),
+        );
+        registry.register(
+            "rejected_requests",
+            "Requests the bridge refused before calling the upstream",
+            m.rejected.clone(),
+        );
+        m
+    }
+}
+
+/// A fresh registry with the `aibridge` prefix.
+pub fn new_registry() -> Registry {
+    Registry::with_prefix("aibridge")
+}
+
+/// Model names come from clients: cap their length so a label cannot grow without bound.
+pub fn model_label(model: &str) -> String {
+    model.chars().take(64).collect()
+}

@@ -1,0 +1,228 @@
+//! Server-sent events framing: splits a byte stream into events while keeping each event's
+//! exact bytes, so unchanged events are relayed as received.
+
+use std::borrow::Cow;
+
+use bytes::{Bytes, BytesMut};
+
+/// The largest event kept whole for observation. A longer run without a blank line is
+/// passed on in pieces (still byte-exact), so a broken upstream cannot grow memory without
+/// bound.
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 8 * 1024 * 1024;
+
+/// One event: its raw bytes, including the blank line that ended it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SseEvent {
+    /// The bytes as received.
+    pub raw: Bytes,
+}
+
+impl SseEvent {
+    /// An event from complete raw bytes.
+    pub fn new(raw: Bytes) -> Self {
+        Self { raw }
+    }
+
+    /// The `(field, value)` lines of the event, comments skipped.
+    pub fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.raw
+            .split(|b| *b == b'\n' || *b == b'\r')
+            .filter(|line| !line.is_empty() && line[0] != b':')
+            .map(|line| match line.iter().position(|b| *b == b':') {
+                Some(i) => {
+                    let value = &line[i + 1..];
+                    (&line[..i], value.strip_prefix(b" ").unwrap_or(value))
+                }
+                None => (line, &line[line.len()..]),
+            })
+    }
+
+    /// The `event:` field, if any.
+    pub fn event_type(&self) -> Option<&str> {
+        self.fields()
+            .filter(|(name, _)| *name == b"event")
+            .last()
+            .and_then(|(_, value)| std::str::from_utf8(value).ok())
+    }
+
+    /// The `data:` lines joined by `\n`, if any; borrowed when there is one.
+    pub fn data(&self) -> Option<Cow<'_, str>> {
+        let mut out: Option<Cow<'_, str>> = None;
+        for (name, value) in self.fields() {
+            if name != b"data" {
+                continue;
+            }
+            let value = std::str::from_utf8(value).ok()?;
+            out = Some(match out {
+                None => Cow::Borrowed(value),
+                Some(prev) => {
+                    let mut joined = prev.into_owned();
+                    joined.push('\n');
+                    joined.push_str(value);
+                    Cow::Owned(joined)
+                }
+            });
+        }
+        out
+    }
+}
+
+/// Splits a byte stream into [`SseEvent`]s. Feed chunks with [`push`](Self::push), take
+/// events with [`next_event`](Self::next_event), and at the end take what is left with
+/// [`finish`](Self::finish).
+#[derive(Debug)]
+pub struct SseDecoder {
+    buf: BytesMut,
+    scan_from: usize,
+    max_event: usize,
+}
+
+impl Default for SseDecoder {
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_EVENT_BYTES)
+    }
+}
+
+impl SseDecoder {
+    /// A decoder that keeps at most `max_event` bytes of an unfinished event.
+    pub fn new(max_event: usize) -> Self {
+        Self {
+            buf: BytesMut::new(),
+            scan_from: 0,
+            max_event: max_event.max(16),
+        }
+    }
+
+    /// Appends received bytes.
+    pub fn push(&mut self, chunk: &[u8]) {
+        self.buf.extend_from_slice(chunk);
+    }
+
+    /// The next complete event, or an oversized piece, if any.
+    pub fn next_event(&mut self) -> Option<SseEvent> {
+        match find_event_end(&self.buf, self.scan_from) {
+            Some(end) => {
+                self.scan_from = 0;
+                Some(SseEvent::new(self.buf.split_to(end).freeze()))
+            }
+            None if self.buf.len() > self.max_event => {
+                // Keep the last bytes: they may begin the blank line that ends the event.
+                let cut = self.buf.len() - 3;
+                self.scan_from = 0;
+                Some(SseEvent::new(self.buf.split_to(cut).freeze()))
+            }
+            None => {
+                self.scan_from = self.buf.len().saturating_sub(4);
+                None
+            }
+        }
+    }
+
+    /// Whatever is left after the stream ended (an event without its blank line).
+    pub fn finish(&mut self) -> Option<Bytes> {
+        self.scan_from = 0;
+        (!self.buf.is_empty()).then(|| self.buf.split().freeze())
+    }
+
+    /// Bytes held for an unfinished event.
+    pub fn pending(&self) -> usize {
+        self.buf.len()
+    }
+}
+
+/// Index just past the blank line that ends the first event, if the buffer holds one.
+fn find_event_end(buf: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    while i < buf.len() {
+        let after_terminator = match buf[i] {
+            b'\n' => i + 1,
+            b'\r' => match buf.get(i + 1) {
+                None => return None,
+                Some(b'\n') => i + 2,
+                Some(_) => i + 1,
+            },
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        // An empty line right after a line terminator ends the event.
+        match buf.get(after_terminator) {
+            None => return None,
+            Some(b'\n') => return Some(after_terminator + 1),
+            Some(b'\r') => match buf.get(after_terminator + 1) {
+                None => return None,
+                Some(b'\n') => return Some(after_terminator + 2),
+                Some(_) => return Some(after_terminator + 1),
+            },
+            Some(_) => i = after_terminator,
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(chunks: &[&[u8]]) -> (Vec<SseEvent>, Option<Bytes>) {
+        let mut d = SseDecoder::default();
+        let mut events = Vec::new();
+        for chunk in chunks {
+            d.push(chunk);
+            while let Some(e) = d.next_event() {
+                events.push(e);
+            }
+        }
+        let rest = d.finish();
+        (events, rest)
+    }
+
+    #[test]
+    fn splits_events_and_keeps_bytes() {
+        let stream =
+            b"event: a\ndata: {\"x\":1}\n\n: comment\n\nevent: b\r\ndata: 2\r\n\r\ndata: tail";
+        let (events, rest) = decode_all(&[stream]);
+        assert_eq!(events.len(), 3);
+        assert_eq!(events[0].event_type(), Some("a"));
+        assert_eq!(events[0].data().as_deref(), Some("{\"x\":1}"));
+        assert_eq!(events[1].data(), None);
+        assert_eq!(events[2].event_type(), Some("b"));
+        assert_eq!(rest.as_deref(), Some(&b"data: tail"[..]));
+        let joined: Vec<u8> = events
+            .iter()
+            .flat_map(|e| e.raw.to_vec())
+            .chain(rest.unwrap().to_vec())
+            .collect();
+        assert_eq!(joined, stream.to_vec());
+    }
+
+    #[test]
+    fn any_split_gives_the_same_events() {
+        let stream: &[u8] = b"data: a\r\n\r\ndata: b\n\ndata: c\r\rdata: l1\ndata: l2\n\n";
+        let (whole, _) = decode_all(&[stream]);
+        assert_eq!(whole.len(), 4);
+        assert_eq!(whole[3].data().as_deref(), Some("l1\nl2"));
+        for i in 0..stream.len() {
+            for j in i..stream.len() {
+                let (events, rest) = decode_all(&[&stream[..i], &stream[i..j], &stream[j..]]);
+                assert_eq!(events, whole, "split at {i},{j}");
+                assert_eq!(rest, None);
+            }
+        }
+    }
+
+    #[test]
+    fn oversized_events_pass_in_pieces() {
+        let mut d = SseDecoder::new(64);
+        let big = vec![b'x'; 1000];
+        d.push(b"data: ");
+        d.push(&big);
+        let mut total = 0;
+        while let Some(e) = d.next_event() {
+            total += e.raw.len();
+        }
+        assert!(d.pending() <= 64);
+        assert_eq!(total + d.pending(), 1006);
+    }
+}
