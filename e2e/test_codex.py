@@ -1,0 +1,59 @@
+"""Codex CLI (`codex exec`) against the mock and through the bridge."""
+
+import json
+import uuid
+
+import pytest
+
+from audit import as_json
+from clients import CLIENT_KEY, codex, describe
+
+# Codex's shell tool is `exec_command` (see docs/clients.md); printf's output does not occur
+# in the prompt, so only a real tool run can put it in the final answer.
+SHELL_DIRECTIVE = '[[tool:exec_command {"cmd":"printf hi-from-%s codex"}]]'
+
+
+def test_codex_plain_answer(target, tmp_path):
+    prompt = f"say hi {uuid.uuid4().hex[:8]}"
+    proc, session_id = codex(target, tmp_path, prompt)
+    assert proc.returncode == 0, describe(proc)
+    assert session_id, describe(proc)
+    assert proc.stdout.strip() == f"Mock answer: {prompt}", describe(proc)
+
+
+def test_codex_shell_round_trip(target, tmp_path):
+    proc, _ = codex(target, tmp_path, f"Run this: {SHELL_DIRECTIVE}")
+    assert proc.returncode == 0, describe(proc)
+    answer = proc.stdout.strip()
+    assert answer.startswith("Tool result:"), describe(proc)
+    assert "hi-from-codex" in answer
+
+
+@pytest.mark.bridge
+@pytest.mark.audit
+def test_codex_audit(bridge, via_bridge, tmp_path):
+    marker = uuid.uuid4().hex
+    proc, session_id = codex(via_bridge, tmp_path, f"Run this {marker}: {SHELL_DIRECTIVE}")
+    assert proc.returncode == 0, describe(proc)
+    assert "hi-from-codex" in proc.stdout, describe(proc)
+
+    rows = bridge.audit.interceptions_for_session(session_id, count=2)
+    assert len(rows) == 2, rows
+    for row in rows:
+        assert row["client"] == "codex"
+        assert row["api"] == "responses"
+        assert row["provider"] == "openai"
+        assert row["model"] == "gpt-5.5"
+        assert bool(row["streaming"]) is True
+        assert row["outcome"] == "completed"
+        assert row["user_agent"].startswith("codex_exec/")
+        assert CLIENT_KEY not in json.dumps(row, default=str)
+        assert sum(u["output_tokens"] for u in bridge.audit.token_usages(row["id"])) > 0
+
+    prompts = bridge.audit.interceptions_for_prompt(marker)
+    assert {p["interception_id"] for p in prompts} == {rows[0]["id"]}
+    assert prompts[0]["prompt"] == f"Run this {marker}: {SHELL_DIRECTIVE}"
+
+    tools = bridge.audit.tool_usages(rows[0]["id"])
+    assert [(t["tool"], bool(t["injected"])) for t in tools] == [("exec_command", False)]
+    assert as_json(tools[0]["input"]) == {"cmd": "printf hi-from-%s codex"}
