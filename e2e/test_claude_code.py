@@ -8,6 +8,8 @@ import pytest
 from audit import as_json
 from clients import CLIENT_KEY, claude, describe
 
+pytestmark = pytest.mark.messages
+
 # printf's output ("hi-from-bash") does not occur in the prompt, so only a real tool run
 # can put it in the final answer.
 BASH_DIRECTIVE = '[[tool:Bash {"command":"printf hi-from-%s bash"}]]'

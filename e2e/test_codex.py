@@ -8,6 +8,8 @@ import pytest
 from audit import as_json
 from clients import CLIENT_KEY, codex, describe
 
+pytestmark = pytest.mark.responses
+
 # Codex's shell tool is `exec_command` (see docs/clients.md); printf's output does not occur
 # in the prompt, so only a real tool run can put it in the final answer.
 SHELL_DIRECTIVE = '[[tool:exec_command {"cmd":"printf hi-from-%s codex"}]]'

@@ -91,7 +91,11 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", CASES)
+API_MARK = {"messages": pytest.mark.messages, "chat_completions": pytest.mark.chat, "responses": pytest.mark.responses}
+CASE_PARAMS = [pytest.param(name, marks=API_MARK[api]) for name, (_, api, _, _) in CASES.items()]
+
+
+@pytest.mark.parametrize("case", CASE_PARAMS)
 def test_sdk_answer(target, case):
     call = CASES[case][0]
     prompt = f"hello from {case} {uuid.uuid4().hex[:8]}"
@@ -103,7 +107,7 @@ def test_sdk_answer(target, case):
 
 @pytest.mark.bridge
 @pytest.mark.audit
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", CASE_PARAMS)
 def test_sdk_audit(bridge, via_bridge, case):
     call, api, provider, streaming = CASES[case]
     marker = uuid.uuid4().hex
