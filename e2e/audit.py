@@ -1,7 +1,8 @@
-"""Read the bridge's audit database (SQLite) while the bridge writes it."""
+"""Read the bridge's audit database (SQLite file or PostgreSQL) while the bridge writes it."""
 
 import json
 import sqlite3
+import subprocess
 import time
 
 # Recording is asynchronous (queue → batcher → sink); rows appear shortly after the response.
@@ -9,6 +10,8 @@ WAIT = 30.0
 
 
 class AuditDb:
+    """Queries use `?` placeholders; the PostgreSQL subclass inlines them as literals."""
+
     def __init__(self, path):
         self.path = path
 
@@ -27,7 +30,7 @@ class AuditDb:
         while True:
             try:
                 rows = self.query(sql, params)
-            except sqlite3.OperationalError as err:
+            except (sqlite3.OperationalError, QueryError) as err:
                 # The table may not exist yet (migrations run at start-up) or be locked.
                 rows, last_error = [], err
             else:
@@ -82,3 +85,30 @@ def as_json(value):
     if isinstance(value, (bytes, bytearray)):
         value = value.decode()
     return json.loads(value) if isinstance(value, str) else value
+
+
+class QueryError(Exception):
+    pass
+
+
+class PgAuditDb(AuditDb):
+    """The same queries through `psql` (no Python driver needed); rows come back as JSON."""
+
+    def __init__(self, url):
+        super().__init__(url)
+        self.url = url
+
+    def query(self, sql, params=()):
+        for value in params:
+            literal = "'" + str(value).replace("'", "''") + "'"
+            sql = sql.replace("?", literal, 1)
+        proc = subprocess.run(
+            ["psql", self.url, "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-c",
+             f"SELECT coalesce(json_agg(t), '[]') FROM ({sql}) t"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        if proc.returncode != 0:
+            raise QueryError(proc.stderr.strip())
+        return json.loads(proc.stdout)

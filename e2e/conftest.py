@@ -1,11 +1,16 @@
 """Fixtures: the mock upstream and the bridge as real processes, and where a client should point."""
 
 import dataclasses
+import os
+import subprocess
+import uuid
 
 import pytest
 
-from audit import AuditDb
+from audit import AuditDb, PgAuditDb
 from procs import Service, binary, wait_ready
+
+POSTGRES_URL = os.environ.get("AIBRIDGE_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test")
 
 
 @pytest.fixture(scope="session")
@@ -23,10 +28,10 @@ class Bridge:
     audit: AuditDb
 
 
-def bridge_config(mock_url, db_path):
+def bridge_config(mock_url, database_url):
     return f"""
 listen = "127.0.0.1:0"
-database_url = "sqlite://{db_path}?mode=rwc"
+database_url = "{database_url}"
 log = "info"
 
 [[providers]]
@@ -41,21 +46,51 @@ base_url = "{mock_url}/v1"
 """
 
 
-@pytest.fixture(scope="session")
-def bridge(mock_upstream, tmp_path_factory):
-    """`aibridge serve` with a fresh SQLite audit database, both providers on the mock."""
-    work = tmp_path_factory.mktemp("bridge")
-    db_path = work / "audit.db"
+def start_bridge(mock_url, work, database_url, audit):
     config = work / "aibridge.toml"
-    config.write_text(bridge_config(mock_upstream.url, db_path))
+    config.write_text(bridge_config(mock_url, database_url))
     service = Service("aibridge", [binary("aibridge"), "serve", "--config", config], work)
     try:
         wait_ready(f"{service.url}/readyz")
     except RuntimeError:
         service.stop()
         raise
-    yield Bridge(service=service, url=service.url, audit=AuditDb(db_path))
-    service.stop()
+    return Bridge(service=service, url=service.url, audit=audit)
+
+
+@pytest.fixture(scope="session")
+def bridge(mock_upstream, tmp_path_factory):
+    """`aibridge serve` with a fresh SQLite audit database, both providers on the mock."""
+    work = tmp_path_factory.mktemp("bridge")
+    db_path = work / "audit.db"
+    bridge = start_bridge(mock_upstream.url, work, f"sqlite://{db_path}?mode=rwc", AuditDb(db_path))
+    yield bridge
+    bridge.service.stop()
+
+
+def psql(url, sql):
+    subprocess.run(["psql", url, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql], check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def bridge_pg(mock_upstream, tmp_path_factory):
+    """`aibridge serve` recording into a fresh PostgreSQL database, dropped afterwards."""
+    work = tmp_path_factory.mktemp("bridge-pg")
+    name = f"aibridge_e2e_{uuid.uuid4().hex[:12]}"
+    psql(POSTGRES_URL, f"CREATE DATABASE {name}")
+    url = POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        bridge = start_bridge(mock_upstream.url, work, url, PgAuditDb(url))
+        yield bridge
+        bridge.service.stop()
+    finally:
+        psql(POSTGRES_URL, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def audited(request):
+    """A bridge whose audit database the test reads: SQLite, and PostgreSQL."""
+    return request.getfixturevalue("bridge" if request.param == "sqlite" else "bridge_pg")
 
 
 @dataclasses.dataclass
@@ -79,6 +114,6 @@ def target(request):
 
 
 @pytest.fixture
-def via_bridge(bridge):
-    """The bridge target, for tests that also read the audit database."""
-    return Target("bridge", anthropic=f"{bridge.url}/anthropic", openai=f"{bridge.url}/openai/v1")
+def via_bridge(audited):
+    """The audited bridge as a target, for tests that also read its audit database."""
+    return Target("bridge", anthropic=f"{audited.url}/anthropic", openai=f"{audited.url}/openai/v1")

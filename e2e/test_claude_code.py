@@ -37,7 +37,7 @@ def test_claude_code_bash_round_trip(target, tmp_path):
 @pytest.mark.bridge
 @pytest.mark.audit
 @pytest.mark.parametrize("auth", ["api_key", "auth_token"])
-def test_claude_code_audit(bridge, via_bridge, tmp_path, auth):
+def test_claude_code_audit(audited, via_bridge, tmp_path, auth):
     marker = uuid.uuid4().hex
     proc, result = claude(via_bridge, tmp_path, f"Run this {marker}: {BASH_DIRECTIVE}", auth=auth, allowed_tools=["Bash"])
     assert proc.returncode == 0, describe(proc)
@@ -45,7 +45,7 @@ def test_claude_code_audit(bridge, via_bridge, tmp_path, auth):
     session_id = result["session_id"]
 
     # One interception per model turn: the tool call, then the answer to the tool result.
-    rows = bridge.audit.interceptions_for_session(session_id, count=2)
+    rows = audited.audit.interceptions_for_session(session_id, count=2)
     assert len(rows) == 2, rows
     for row in rows:
         assert row["client"] == "claude-code"
@@ -55,12 +55,12 @@ def test_claude_code_audit(bridge, via_bridge, tmp_path, auth):
         assert row["outcome"] == "completed"
         assert row["user_agent"].startswith("claude-cli/")
         assert CLIENT_KEY not in json.dumps(row, default=str)
-        assert sum(u["output_tokens"] for u in bridge.audit.token_usages(row["id"])) > 0
+        assert sum(u["output_tokens"] for u in audited.audit.token_usages(row["id"])) > 0
 
-    prompts = bridge.audit.interceptions_for_prompt(marker)
+    prompts = audited.audit.interceptions_for_prompt(marker)
     assert {p["interception_id"] for p in prompts} == {rows[0]["id"]}
     assert prompts[0]["prompt"] == f"Run this {marker}: {BASH_DIRECTIVE}"
 
-    tools = bridge.audit.tool_usages(rows[0]["id"])
+    tools = audited.audit.tool_usages(rows[0]["id"])
     assert [(t["tool"], bool(t["injected"])) for t in tools] == [("Bash", False)]
     assert as_json(tools[0]["input"]) == {"command": "printf hi-from-%s bash"}

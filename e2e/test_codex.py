@@ -33,13 +33,13 @@ def test_codex_shell_round_trip(target, tmp_path):
 
 @pytest.mark.bridge
 @pytest.mark.audit
-def test_codex_audit(bridge, via_bridge, tmp_path):
+def test_codex_audit(audited, via_bridge, tmp_path):
     marker = uuid.uuid4().hex
     proc, session_id = codex(via_bridge, tmp_path, f"Run this {marker}: {SHELL_DIRECTIVE}")
     assert proc.returncode == 0, describe(proc)
     assert "hi-from-codex" in proc.stdout, describe(proc)
 
-    rows = bridge.audit.interceptions_for_session(session_id, count=2)
+    rows = audited.audit.interceptions_for_session(session_id, count=2)
     assert len(rows) == 2, rows
     for row in rows:
         assert row["client"] == "codex"
@@ -50,12 +50,12 @@ def test_codex_audit(bridge, via_bridge, tmp_path):
         assert row["outcome"] == "completed"
         assert row["user_agent"].startswith("codex_exec/")
         assert CLIENT_KEY not in json.dumps(row, default=str)
-        assert sum(u["output_tokens"] for u in bridge.audit.token_usages(row["id"])) > 0
+        assert sum(u["output_tokens"] for u in audited.audit.token_usages(row["id"])) > 0
 
-    prompts = bridge.audit.interceptions_for_prompt(marker)
+    prompts = audited.audit.interceptions_for_prompt(marker)
     assert {p["interception_id"] for p in prompts} == {rows[0]["id"]}
     assert prompts[0]["prompt"] == f"Run this {marker}: {SHELL_DIRECTIVE}"
 
-    tools = bridge.audit.tool_usages(rows[0]["id"])
+    tools = audited.audit.tool_usages(rows[0]["id"])
     assert [(t["tool"], bool(t["injected"])) for t in tools] == [("exec_command", False)]
     assert as_json(tools[0]["input"]) == {"cmd": "printf hi-from-%s codex"}

@@ -108,20 +108,20 @@ def test_sdk_answer(target, case):
 @pytest.mark.bridge
 @pytest.mark.audit
 @pytest.mark.parametrize("case", CASE_PARAMS)
-def test_sdk_audit(bridge, via_bridge, case):
+def test_sdk_audit(audited, via_bridge, case):
     call, api, provider, streaming = CASES[case]
     marker = uuid.uuid4().hex
     text, headers = call(via_bridge, f"audit me {marker}")
     assert text == f"Mock answer: audit me {marker}"
 
-    prompts = bridge.audit.interceptions_for_prompt(marker)
+    prompts = audited.audit.interceptions_for_prompt(marker)
     assert len(prompts) == 1, prompts
     interception_id = prompts[0]["interception_id"]
     assert prompts[0]["prompt"] == f"audit me {marker}"
     if headers is not None:
         assert headers.get("x-aibridge-interception-id") == interception_id
 
-    row = bridge.audit.interception(interception_id)
+    row = audited.audit.interception(interception_id)
     assert row["api"] == api
     assert row["provider"] == provider
     assert bool(row["streaming"]) is streaming
@@ -132,6 +132,6 @@ def test_sdk_audit(bridge, via_bridge, case):
     assert row["user_agent"].startswith(("Anthropic/Python", "OpenAI/Python")), row["user_agent"]
     assert KEY not in str(row)
 
-    usages = bridge.audit.token_usages(interception_id)
+    usages = audited.audit.token_usages(interception_id)
     assert sum(u["output_tokens"] for u in usages) > 0
     assert sum(u["input_tokens"] for u in usages) > 0
