@@ -46,9 +46,9 @@ base_url = "{mock_url}/v1"
 """
 
 
-def start_bridge(mock_url, work, database_url, audit):
+def start_bridge(mock_url, work, database_url, audit, extra=""):
     config = work / "aibridge.toml"
-    config.write_text(bridge_config(mock_url, database_url))
+    config.write_text(bridge_config(mock_url, database_url) + extra)
     service = Service("aibridge", [binary("aibridge"), "serve", "--config", config], work)
     try:
         wait_ready(f"{service.url}/readyz")
@@ -117,3 +117,36 @@ def target(request):
 def via_bridge(audited):
     """The audited bridge as a target, for tests that also read its audit database."""
     return Target("bridge", anthropic=f"{audited.url}/anthropic", openai=f"{audited.url}/openai/v1")
+
+
+MCP_CONFIG = """
+[mcp]
+max_loop_iterations = 5
+
+[[mcp.servers]]
+name = "everything"
+command = "{everything}"
+args = ["stdio"]
+allow = ["^echo$", "^get-sum$"]
+
+[[mcp.servers]]
+name = "time"
+command = "{time}"
+args = []
+"""
+
+
+@pytest.fixture(scope="session")
+def bridge_mcp(mock_upstream, tmp_path_factory):
+    """A bridge injecting tools of two real stdio MCP servers (everything, time), SQLite audit."""
+    from procs import tool
+
+    work = tmp_path_factory.mktemp("bridge-mcp")
+    db_path = work / "audit.db"
+    extra = MCP_CONFIG.format(
+        everything=tool(".tools/node/node_modules/.bin/mcp-server-everything"),
+        time=tool(".venv/bin/mcp-server-time"),
+    )
+    bridge = start_bridge(mock_upstream.url, work, f"sqlite://{db_path}?mode=rwc", AuditDb(db_path), extra)
+    yield bridge
+    bridge.service.stop()
