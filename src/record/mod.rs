@@ -8,6 +8,8 @@
 pub mod log;
 pub mod memory;
 pub mod pipeline;
+pub mod spool;
+pub mod sql;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -16,7 +18,8 @@ use uuid::Uuid;
 
 pub use log::LogRecorder;
 pub use memory::MemoryRecorder;
-pub use pipeline::{Pipeline, PipelineConfig, RecordQueue};
+pub use pipeline::{Pipeline, PipelineConfig, PipelineMetrics, RecordQueue, ShutdownReport};
+pub use sql::{SqlError, SqlRecorder};
 
 /// An interception started: one bridged client request, possibly many upstream calls.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

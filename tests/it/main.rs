@@ -7,3 +7,7 @@
 )]
 
 mod support;
+
+mod audit_sql;
+mod pipeline;
+mod testdb;

@@ -1,0 +1,68 @@
+//! `aibridge_user_prompts`: the user's prompt of each interception.
+use sea_orm_migration::{prelude::*, schema::*};
+
+use crate::{ID_LEN, interception_fk};
+
+pub struct Migration;
+
+impl MigrationName for Migration {
+    fn name(&self) -> &str {
+        "m20261122_000003_create_user_prompts"
+    }
+}
+
+#[derive(DeriveIden)]
+enum AibridgeUserPrompts {
+    Table,
+    Id,
+    InterceptionId,
+    ProviderResponseId,
+    Prompt,
+    Metadata,
+    CreatedAt,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        use AibridgeUserPrompts as T;
+        manager
+            .create_table(
+                Table::create()
+                    .table(T::Table)
+                    .col(string_len(T::Id, ID_LEN).primary_key())
+                    .col(string_len(T::InterceptionId, ID_LEN))
+                    .col(string(T::ProviderResponseId))
+                    .col(text(T::Prompt))
+                    .col(json_binary(T::Metadata))
+                    .col(timestamp_with_time_zone(T::CreatedAt))
+                    .foreign_key(&mut interception_fk(T::Table, T::InterceptionId))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_aibridge_user_prompts_interception")
+                    .table(T::Table)
+                    .col(T::InterceptionId)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_aibridge_user_prompts_created_at")
+                    .table(T::Table)
+                    .col(T::CreatedAt)
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(Table::drop().table(AibridgeUserPrompts::Table).to_owned())
+            .await
+    }
+}

@@ -1,0 +1,302 @@
+//! The background task: queue → sink, sink down → spool, spool → sink.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::{PipelineConfig, RecordResult, Shared, ShutdownReport};
+use crate::record::{Record, RecordError, Recorder};
+
+/// Where a batch came from, which decides how long it is retried and how it is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// From the queue: retried for `retry_for`, then spooled.
+    Queue,
+    /// From the spool: already safe on disk, retried until shutdown.
+    Spool,
+}
+
+pub(super) struct Batcher {
+    recorder: Arc<dyn Recorder>,
+    rx: mpsc::Receiver<Record>,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+    max_batch: usize,
+    retry_for: Duration,
+    initial_backoff: Duration,
+    max_backoff: Duration,
+    drain_timeout: Duration,
+}
+
+impl Batcher {
+    pub(super) fn new(
+        recorder: Arc<dyn Recorder>,
+        rx: mpsc::Receiver<Record>,
+        shared: Arc<Shared>,
+        config: &PipelineConfig,
+        stop: CancellationToken,
+    ) -> Self {
+        Self {
+            recorder,
+            rx,
+            shared,
+            stop,
+            max_batch: config.max_batch.max(1),
+            retry_for: config.retry_for,
+            initial_backoff: config.initial_backoff.max(Duration::from_millis(1)),
+            max_backoff: config.max_backoff,
+            drain_timeout: config.drain_timeout,
+        }
+    }
+
+    pub(super) async fn run(mut self) -> ShutdownReport {
+        self.serve().await;
+        self.drain().await
+    }
+
+    /// Normal operation, until shutdown is requested.
+    async fn serve(&mut self) {
+        let mut batch = Vec::with_capacity(self.max_batch);
+        while !self.stop.is_cancelled() {
+            // The queue always holds records older than the spool's, so it goes first.
+            if !self.rx.is_empty() {
+                self.rx.recv_many(&mut batch, self.max_batch).await;
+                self.write_queued(&mut batch, None).await;
+            } else if self.shared.lock().spooling {
+                self.replay_chunk(None).await;
+            } else {
+                tokio::select! {
+                    biased;
+                    () = self.stop.cancelled() => return,
+                    n = self.rx.recv_many(&mut batch, self.max_batch) => {
+                        if n == 0 {
+                            return;
+                        }
+                        self.write_queued(&mut batch, None).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Shutdown: close the queue, write it, then replay the spool, all before the deadline.
+    async fn drain(&mut self) -> ShutdownReport {
+        let deadline = Instant::now() + self.drain_timeout;
+        {
+            // Under the lock, so a concurrent submit either made it into the queue or
+            // sees the queue closed and spools.
+            let _state = self.shared.lock();
+            self.rx.close();
+        }
+        let mut batch = Vec::with_capacity(self.max_batch);
+        while self.rx.recv_many(&mut batch, self.max_batch).await > 0 {
+            self.write_queued(&mut batch, Some(deadline)).await;
+        }
+        loop {
+            let spooling = self.shared.lock().spooling;
+            if !spooling || Instant::now() >= deadline {
+                break;
+            }
+            self.replay_chunk(Some(deadline)).await;
+        }
+        let state = self.shared.lock();
+        if let Err(err) = state.spool.sync() {
+            tracing::error!(error = %err, "cannot sync the record spool file");
+        }
+        let left = state.spool.pending();
+        ShutdownReport {
+            left,
+            lost: state.lost + if state.spool.is_durable() { 0 } else { left },
+        }
+    }
+
+    /// Writes a batch taken from the queue; if the sink stays down, spools it together with
+    /// the rest of the queue.
+    async fn write_queued(&mut self, batch: &mut Vec<Record>, deadline: Option<Instant>) {
+        let metrics = &self.shared.metrics;
+        metrics.queue_depth_gauge().dec_by(batch.len() as i64);
+        let delivered = self.deliver(batch, Source::Queue, deadline).await;
+        if delivered < batch.len() {
+            let rest = batch.split_off(delivered);
+            self.spill(rest);
+        }
+        batch.clear();
+    }
+
+    /// Moves `rest` and everything still queued to the front of the spool, and switches the
+    /// request path to spooling so that newer records line up behind them.
+    fn spill(&mut self, mut rest: Vec<Record>) {
+        let metrics = self.shared.metrics.clone();
+        let mut state = self.shared.lock();
+        while let Ok(record) = self.rx.try_recv() {
+            metrics.queue_depth_gauge().dec();
+            rest.push(record);
+        }
+        state.spooling = true;
+        let count = rest.len();
+        metrics.count(&rest, RecordResult::Spooled);
+        match state.spool.prepend(rest) {
+            Ok(()) => {
+                metrics.spool_depth_gauge().inc_by(count as i64);
+                tracing::warn!(records = count, "record sink unavailable; spooling");
+            }
+            Err(err) => {
+                tracing::error!(error = %err, records = count, "cannot write the record spool; records lost");
+                metrics.count_kind("unknown", RecordResult::Failed, count as u64);
+                state.lost += count;
+            }
+        }
+    }
+
+    /// Replays one chunk from the front of the spool; when the spool is empty, switches the
+    /// request path back to the queue.
+    async fn replay_chunk(&mut self, deadline: Option<Instant>) {
+        let metrics = self.shared.metrics.clone();
+        let peeked = self.shared.lock().spool.peek(self.max_batch);
+        let chunk = match peeked {
+            Ok(chunk) => chunk,
+            Err(err) => {
+                tracing::error!(error = %err, "cannot read the record spool");
+                self.pause(self.max_backoff, deadline).await;
+                return;
+            }
+        };
+        if chunk.records.is_empty() && chunk.corrupt == 0 {
+            let mut state = self.shared.lock();
+            match state.spool.reset_if_drained() {
+                Ok(true) => {
+                    state.spooling = false;
+                    metrics.spool_depth_gauge().set(0);
+                    tracing::info!("record spool replayed");
+                }
+                Ok(false) => {}
+                Err(err) => tracing::error!(error = %err, "cannot truncate the record spool"),
+            }
+            return;
+        }
+        if chunk.corrupt > 0 {
+            tracing::error!(
+                lines = chunk.corrupt,
+                "unreadable lines in the record spool skipped"
+            );
+            metrics.count_kind("unknown", RecordResult::Failed, chunk.corrupt as u64);
+        }
+        let delivered = self.deliver(&chunk.records, Source::Spool, deadline).await;
+        let mut state = self.shared.lock();
+        let before = state.spool.pending();
+        state.spool.consume(&chunk, delivered);
+        let consumed = before - state.spool.pending();
+        metrics.spool_depth_gauge().dec_by(consumed as i64);
+    }
+
+    /// Writes `records`, retrying while the sink is unavailable; returns how many of them
+    /// (a prefix) are done: written, or rejected for good and counted as failed.
+    async fn deliver(
+        &self,
+        records: &[Record],
+        source: Source,
+        deadline: Option<Instant>,
+    ) -> usize {
+        let metrics = &self.shared.metrics;
+        let started = Instant::now();
+        let mut backoff = self.initial_backoff;
+        let mut attempts = 0u32;
+        loop {
+            match self.attempt(records, deadline).await {
+                Ok(()) => {
+                    metrics.count(records, success(source));
+                    if attempts > 0 {
+                        tracing::info!(attempts, "record sink recovered");
+                    }
+                    return records.len();
+                }
+                Err(RecordError::Rejected(reason)) => {
+                    tracing::warn!(%reason, records = records.len(), "record batch rejected; writing records one by one");
+                    return self.deliver_one_by_one(records, source, deadline).await;
+                }
+                Err(RecordError::Unavailable(reason)) => {
+                    attempts += 1;
+                    if attempts == 1 {
+                        tracing::warn!(%reason, records = records.len(), "record sink unavailable; retrying");
+                    }
+                    let give_up = match source {
+                        Source::Queue => started.elapsed() >= self.retry_for,
+                        Source::Spool => false,
+                    } || self.stop.is_cancelled() && deadline.is_none()
+                        || deadline.is_some_and(|d| Instant::now() >= d);
+                    if give_up {
+                        return 0;
+                    }
+                    self.pause(backoff, deadline).await;
+                    backoff = (backoff * 2).min(self.max_backoff);
+                }
+            }
+        }
+    }
+
+    /// After a rejected batch: isolate the records the sink will never take.
+    async fn deliver_one_by_one(
+        &self,
+        records: &[Record],
+        source: Source,
+        deadline: Option<Instant>,
+    ) -> usize {
+        let metrics = &self.shared.metrics;
+        for (i, record) in records.iter().enumerate() {
+            match self.attempt(std::slice::from_ref(record), deadline).await {
+                Ok(()) => metrics.count_kind(record.kind(), success(source), 1),
+                Err(RecordError::Rejected(reason)) => {
+                    tracing::error!(kind = record.kind(), id = %record.interception_id(), %reason, "record rejected by the sink; dropped");
+                    metrics.count_kind(record.kind(), RecordResult::Failed, 1);
+                }
+                Err(RecordError::Unavailable(_)) => return i,
+            }
+        }
+        records.len()
+    }
+
+    /// One call to the sink, timed, bounded by the shutdown deadline.
+    async fn attempt(
+        &self,
+        records: &[Record],
+        deadline: Option<Instant>,
+    ) -> Result<(), RecordError> {
+        let started = Instant::now();
+        let result = match deadline {
+            Some(d) => tokio::time::timeout_at(d, self.recorder.record_batch(records))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(RecordError::Unavailable("shutdown deadline reached".into()))
+                }),
+            None => self.recorder.record_batch(records).await,
+        };
+        self.shared
+            .metrics
+            .observe_batch(started.elapsed().as_secs_f64());
+        result
+    }
+
+    /// Sleeps, waking early for shutdown (in normal operation) or at the deadline.
+    async fn pause(&self, delay: Duration, deadline: Option<Instant>) {
+        let until = Instant::now() + delay;
+        match deadline {
+            Some(d) => tokio::time::sleep_until(until.min(d)).await,
+            None => {
+                tokio::select! {
+                    () = tokio::time::sleep_until(until) => {}
+                    () = self.stop.cancelled() => {}
+                }
+            }
+        }
+    }
+}
+
+fn success(source: Source) -> RecordResult {
+    match source {
+        Source::Queue => RecordResult::Written,
+        Source::Spool => RecordResult::Replayed,
+    }
+}

@@ -1,0 +1,220 @@
+//! The recording pipeline: a bounded queue between the request path and a [`Recorder`].
+//!
+//! The request path calls [`RecordQueue::submit`], which never waits. A background batcher
+//! writes queued records to the sink in batches, retrying with backoff. When the sink stays
+//! down longer than [`PipelineConfig::retry_for`], or the queue is full, records go to the
+//! [`Spool`] (an append-only file when [`PipelineConfig::spool_path`] is set), which is
+//! replayed in order once the sink recovers. Everything passes through one ordered path, so
+//! records keep their order (per interception, and overall). On shutdown the queue and the
+//! spool are drained within [`PipelineConfig::drain_timeout`]; what is left stays in the
+//! spool file for the next start.
+
+mod batcher;
+mod metrics;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio_util::sync::CancellationToken;
+
+pub use metrics::{PipelineMetrics, RecordResult};
+
+use super::spool::Spool;
+use super::{Record, Recorder};
+
+/// Tuning of the pipeline.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// How many records may wait in the in-memory queue.
+    pub queue_capacity: usize,
+    /// The most records written in one batch (one transaction for the SQL sink).
+    pub max_batch: usize,
+    /// How long shutdown may take to drain the queue and the spool.
+    pub drain_timeout: Duration,
+    /// The spool file. `None` keeps the spool in memory: nothing is lost while the process
+    /// runs, but records still spooled at exit are.
+    pub spool_path: Option<PathBuf>,
+    /// How long a failing batch is retried before it (and the queue behind it) is spooled.
+    pub retry_for: Duration,
+    /// The first retry delay; it doubles up to `max_backoff`.
+    pub initial_backoff: Duration,
+    /// The longest delay between two attempts.
+    pub max_backoff: Duration,
+    /// Where the pipeline counts; use [`PipelineMetrics::register`] to export them.
+    pub metrics: PipelineMetrics,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            queue_capacity: 65_536,
+            max_batch: 512,
+            drain_timeout: Duration::from_secs(10),
+            spool_path: None,
+            retry_for: Duration::from_secs(5),
+            initial_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_secs(2),
+            metrics: PipelineMetrics::default(),
+        }
+    }
+}
+
+/// State shared by the request path and the batcher.
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<SpoolState>,
+    metrics: PipelineMetrics,
+}
+
+#[derive(Debug)]
+struct SpoolState {
+    /// While set, new records go to the back of the spool, behind everything older.
+    spooling: bool,
+    spool: Spool,
+    /// Records that could not be kept at all (the spool file could not be written).
+    lost: usize,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, SpoolState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl SpoolState {
+    fn append(&mut self, records: &[Record], metrics: &PipelineMetrics) {
+        match self.spool.append(records) {
+            Ok(()) => {
+                metrics.count(records, RecordResult::Spooled);
+                metrics.spool_depth_gauge().inc_by(records.len() as i64);
+            }
+            Err(err) => {
+                tracing::error!(error = %err, records = records.len(), "cannot write the record spool; records lost");
+                metrics.count(records, RecordResult::Failed);
+                self.lost += records.len();
+            }
+        }
+    }
+}
+
+/// The request path's handle: cheap to clone, never blocks.
+#[derive(Debug, Clone)]
+pub struct RecordQueue {
+    tx: mpsc::Sender<Record>,
+    shared: Arc<Shared>,
+}
+
+impl RecordQueue {
+    /// Hands a record to the pipeline without waiting. When the queue is full (or the
+    /// pipeline has shut down) the record is appended to the spool instead.
+    pub fn submit(&self, record: Record) {
+        let metrics = &self.shared.metrics;
+        let mut state = self.shared.lock();
+        let record = if state.spooling {
+            record
+        } else {
+            metrics.queue_depth_gauge().inc();
+            match self.tx.try_send(record) {
+                Ok(()) => return,
+                Err(TrySendError::Full(record) | TrySendError::Closed(record)) => {
+                    metrics.queue_depth_gauge().dec();
+                    state.spooling = true;
+                    record
+                }
+            }
+        };
+        state.append(std::slice::from_ref(&record), metrics);
+    }
+}
+
+/// Owns the background batcher.
+#[derive(Debug)]
+pub struct Pipeline {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<ShutdownReport>,
+    shared: Arc<Shared>,
+    drain_timeout: Duration,
+}
+
+/// What shutdown achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Records not written to the sink. With a spool file they stay there and the next
+    /// pipeline on the same file replays them first.
+    pub left: usize,
+    /// Records that are gone: spooled in memory at exit, or the spool file failed.
+    pub lost: usize,
+}
+
+impl Pipeline {
+    /// Starts the batcher for `recorder`. Records left in the spool file by a previous run
+    /// are replayed before new ones.
+    pub fn start(recorder: Arc<dyn Recorder>, config: PipelineConfig) -> (RecordQueue, Pipeline) {
+        let spool = match &config.spool_path {
+            Some(path) => Spool::open(path).unwrap_or_else(|err| {
+                tracing::error!(error = %err, path = %path.display(), "cannot open the record spool file; spooling in memory");
+                Spool::memory()
+            }),
+            None => Spool::memory(),
+        };
+        let pending = spool.pending();
+        config.metrics.spool_depth_gauge().set(pending as i64);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(SpoolState {
+                spooling: pending > 0,
+                spool,
+                lost: 0,
+            }),
+            metrics: config.metrics.clone(),
+        });
+        let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
+        let stop = CancellationToken::new();
+        let drain_timeout = config.drain_timeout;
+        let batcher = batcher::Batcher::new(recorder, rx, shared.clone(), &config, stop.clone());
+        let task = tokio::spawn(batcher.run());
+        (
+            RecordQueue {
+                tx,
+                shared: shared.clone(),
+            },
+            Pipeline {
+                stop,
+                task,
+                shared,
+                drain_timeout,
+            },
+        )
+    }
+
+    /// Stops taking records into the queue and writes what is queued and spooled, within
+    /// the drain timeout. Records submitted afterwards go to the spool.
+    pub async fn shutdown(mut self) -> ShutdownReport {
+        self.stop.cancel();
+        // The batcher keeps its own deadline; this outer one only guards against a sink
+        // call that ignores cancellation.
+        let grace = self.drain_timeout + Duration::from_secs(5);
+        let report = match tokio::time::timeout(grace, &mut self.task).await {
+            Ok(Ok(report)) => report,
+            Ok(Err(_)) | Err(_) => {
+                self.task.abort();
+                let state = self.shared.lock();
+                let left =
+                    state.spool.pending() + self.shared.metrics.queue_depth().max(0) as usize;
+                ShutdownReport {
+                    left,
+                    lost: state.lost + if state.spool.is_durable() { 0 } else { left },
+                }
+            }
+        };
+        if report.left > 0 || report.lost > 0 {
+            tracing::warn!(
+                left = report.left,
+                lost = report.lost,
+                "record pipeline stopped with records not written"
+            );
+        }
+        report
+    }
+}

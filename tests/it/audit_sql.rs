@@ -1,0 +1,183 @@
+//! `SqlRecorder` against a real SQLite file and a real PostgreSQL database.
+
+use aibridge::record::sql::entity::{
+    interception, model_thought, token_usage, tool_usage, user_prompt,
+};
+use aibridge::record::{Record, RecordError, Recorder, TokenUsageRecord};
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use serde_json::{Value, json};
+
+use crate::testdb::{TestDb, on_both_backends, sample};
+
+on_both_backends!(
+    writes_each_kind_as_one_row,
+    per_kind_methods_write_rows,
+    writing_a_batch_twice_keeps_one_row_each,
+    a_record_that_cannot_fit_is_rejected,
+    migrations_go_down_and_up_again,
+);
+
+async fn writes_each_kind_as_one_row(db: TestDb) {
+    let recorder = db.recorder().await;
+    let records = sample::interception("alice", "claude-sonnet-4-5", 0);
+    recorder.record_batch(&records).await.unwrap();
+    let conn = recorder.connection();
+    let id = sample::id_of(&records).to_string();
+
+    let row = interception::Entity::find_by_id(id.clone())
+        .one(conn)
+        .await
+        .unwrap()
+        .unwrap();
+    let Record::Interception(start) = &records[0] else {
+        unreachable!()
+    };
+    assert_eq!(
+        row,
+        interception::Model {
+            id: id.clone(),
+            initiator_id: "alice".into(),
+            provider: "anthropic".into(),
+            provider_name: "anthropic".into(),
+            api: "messages".into(),
+            model: "claude-sonnet-4-5".into(),
+            client: "claude-code".into(),
+            user_agent: Some("claude-cli/2.1.0 (external, cli)".into()),
+            client_session_id: Some("session-alice".into()),
+            credential_kind: "centralized".into(),
+            credential_hint: Some("sk-a…wxyz".into()),
+            streaming: true,
+            started_at: start.started_at,
+            ended_at: Some(sample::at(3)),
+            outcome: Some("completed".into()),
+            upstream_status: Some(200),
+            attempts: Some(1),
+            metadata: json!({"team": "platform"}),
+            ended_metadata: Some(json!({"tool_loop_iterations": 1})),
+        }
+    );
+
+    let usage = token_usage::Entity::find().all(conn).await.unwrap();
+    assert_eq!(usage.len(), 1);
+    assert_eq!(usage[0].interception_id, id);
+    assert_eq!(
+        (
+            usage[0].input_tokens,
+            usage[0].output_tokens,
+            usage[0].cache_read_input_tokens,
+            usage[0].cache_write_input_tokens
+        ),
+        (1200, 340, 5000, 80)
+    );
+    assert_eq!(usage[0].metadata, json!({"ephemeral_5m_input_tokens": 80}));
+    assert_eq!(usage[0].created_at, sample::at(2));
+
+    let prompts = user_prompt::Entity::find().all(conn).await.unwrap();
+    assert_eq!(prompts.len(), 1);
+    assert_eq!(
+        prompts[0].prompt,
+        "refactor the parser for alice — ünïcode ✓"
+    );
+
+    let tools = tool_usage::Entity::find().all(conn).await.unwrap();
+    assert_eq!(tools.len(), 1);
+    assert_eq!(tools[0].tool, "bmcp_time_get_current_time");
+    assert_eq!(tools[0].input, json!({"timezone": "UTC", "n": 1.5}));
+    assert!(tools[0].injected);
+    assert_eq!(tools[0].provider_tool_call_id.as_deref(), Some("toolu_01"));
+    assert_eq!(
+        tools[0].server_url.as_deref(),
+        Some("stdio:mcp-server-time")
+    );
+
+    let thoughts = model_thought::Entity::find().all(conn).await.unwrap();
+    assert_eq!(thoughts.len(), 1);
+    assert_eq!(thoughts[0].metadata["source"], Value::from("thinking"));
+}
+
+async fn per_kind_methods_write_rows(db: TestDb) {
+    let recorder = db.recorder().await;
+    let records = sample::interception("bob", "gpt-5", 10);
+    for record in &records {
+        match record {
+            Record::Interception(r) => recorder.record_interception(r).await.unwrap(),
+            Record::InterceptionEnded(r) => recorder.record_interception_ended(r).await.unwrap(),
+            Record::TokenUsage(r) => recorder.record_token_usage(r).await.unwrap(),
+            Record::Prompt(r) => recorder.record_prompt(r).await.unwrap(),
+            Record::ToolUsage(r) => recorder.record_tool_usage(r).await.unwrap(),
+            Record::ModelThought(r) => recorder.record_model_thought(r).await.unwrap(),
+        }
+    }
+    let conn = recorder.connection();
+    let row = interception::Entity::find()
+        .one(conn)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.initiator_id, "bob");
+    assert_eq!(row.outcome.as_deref(), Some("completed"));
+    assert_eq!(token_usage::Entity::find().count(conn).await.unwrap(), 1);
+    assert_eq!(user_prompt::Entity::find().count(conn).await.unwrap(), 1);
+    assert_eq!(tool_usage::Entity::find().count(conn).await.unwrap(), 1);
+    assert_eq!(model_thought::Entity::find().count(conn).await.unwrap(), 1);
+}
+
+async fn writing_a_batch_twice_keeps_one_row_each(db: TestDb) {
+    let recorder = db.recorder().await;
+    let mut batch = sample::interception("carol", "claude-opus-4-1", 0);
+    batch.extend(sample::interception("carol", "claude-opus-4-1", 5));
+    recorder.record_batch(&batch).await.unwrap();
+    recorder.record_batch(&batch).await.unwrap();
+    recorder.record_batch(&batch[2..]).await.unwrap();
+    let conn = recorder.connection();
+    assert_eq!(interception::Entity::find().count(conn).await.unwrap(), 2);
+    assert_eq!(token_usage::Entity::find().count(conn).await.unwrap(), 2);
+    assert_eq!(user_prompt::Entity::find().count(conn).await.unwrap(), 2);
+    assert_eq!(tool_usage::Entity::find().count(conn).await.unwrap(), 2);
+    assert_eq!(model_thought::Entity::find().count(conn).await.unwrap(), 2);
+    assert_eq!(
+        interception::Entity::find()
+            .filter(interception::Column::EndedAt.is_null())
+            .count(conn)
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+async fn a_record_that_cannot_fit_is_rejected(db: TestDb) {
+    let recorder = db.recorder().await;
+    // No interception row with this id: the foreign key refuses it, and retrying won't help.
+    let orphan = Record::TokenUsage(TokenUsageRecord {
+        id: aibridge::record::new_id(),
+        interception_id: aibridge::record::new_id(),
+        provider_response_id: "msg_x".into(),
+        input_tokens: 1,
+        output_tokens: 1,
+        cache_read_input_tokens: 0,
+        cache_write_input_tokens: 0,
+        extra: Default::default(),
+        created_at: sample::at(0),
+    });
+    let err = recorder.record_batch(&[orphan]).await.unwrap_err();
+    assert!(matches!(err, RecordError::Rejected(_)), "{err:?}");
+}
+
+async fn migrations_go_down_and_up_again(db: TestDb) {
+    let recorder = db.recorder().await;
+    recorder.migrate().await.unwrap();
+    let conn = recorder.connection();
+    Migrator::down(conn, None).await.unwrap();
+    assert!(
+        conn.execute_unprepared("SELECT count(*) FROM aibridge_interceptions")
+            .await
+            .is_err()
+    );
+    recorder.migrate().await.unwrap();
+    recorder
+        .record_batch(&sample::interception("dave", "gpt-5", 0))
+        .await
+        .unwrap();
+    assert_eq!(interception::Entity::find().count(conn).await.unwrap(), 1);
+}
