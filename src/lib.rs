@@ -10,6 +10,7 @@ pub mod api;
 pub mod bridge;
 pub mod config;
 pub mod intercept;
+pub mod mcp;
 pub mod metrics;
 pub mod passthrough;
 pub mod provider;

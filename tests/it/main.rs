@@ -6,6 +6,7 @@
     reason = "tests fail loudly on broken fixtures"
 )]
 
+mod mcp_registry;
 mod support;
 
 mod audit_sql;
