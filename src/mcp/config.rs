@@ -338,3 +338,35 @@ fn timeout(
     }
     Ok(parsed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter(allow: &[&str], deny: &[&str]) -> ToolFilter {
+        let compile = |p: &[&str]| p.iter().map(|p| Regex::new(p).unwrap()).collect();
+        ToolFilter {
+            allow: compile(allow),
+            deny: compile(deny),
+        }
+    }
+
+    #[test]
+    fn patterns_match_anywhere_unless_anchored() {
+        let partial = filter(&["get"], &[]);
+        assert!(partial.permits("get_time") && partial.permits("forget"));
+        let anchored = filter(&["^get$"], &[]);
+        assert!(anchored.permits("get"));
+        assert!(!anchored.permits("get_time") && !anchored.permits("forget"));
+    }
+
+    #[test]
+    fn deny_wins_and_empty_allow_allows_all() {
+        let f = filter(&["^get_"], &["secret"]);
+        assert!(f.permits("get_time"));
+        assert!(!f.permits("get_secret"));
+        assert!(!f.permits("list"));
+        assert!(filter(&[], &[]).permits("anything"));
+        assert!(!filter(&[], &["^x$"]).permits("x"));
+    }
+}

@@ -11,7 +11,8 @@ use serde::Serialize;
 pub struct ToolCallResult {
     /// The content blocks, in the server's order.
     pub content: Vec<ToolResultContent>,
-    /// The tool reported an error (`isError`); the model should see it as a failed call.
+    /// The call failed: the tool reported an error (`isError`), or `invocation_error` is
+    /// set. The model should see it as a failed call.
     pub is_error: bool,
     /// The call did not complete (unknown tool, server unreachable, timeout, protocol
     /// error). Safe to show to the model and to record: it holds no secrets.
@@ -146,5 +147,47 @@ fn convert_block(block: ContentBlock) -> ToolResultContent {
         }
         // Newer content kinds: keep them visible to the model as JSON.
         other => ToolResultContent::Text(serde_json::to_string(&other).unwrap_or_default()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rmcp::model::{AudioContent, ContentBlock, Resource};
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn structured_only_results_become_text() {
+        let mut result = CallToolResult::success(Vec::new());
+        result.structured_content = Some(json!({"temperature": 21}));
+        let converted = ToolCallResult::from_mcp(result, "stdio:x");
+        assert_eq!(
+            converted.content,
+            vec![ToolResultContent::Text(r#"{"temperature":21}"#.into())]
+        );
+        assert!(!converted.is_error);
+    }
+
+    #[test]
+    fn audio_and_links_are_described() {
+        let link = Resource::new("file:///a.txt", "a");
+        let result = CallToolResult::error(vec![
+            ContentBlock::Audio(AudioContent::new("AAAA", "audio/wav")),
+            ContentBlock::ResourceLink(link),
+        ]);
+        let converted = ToolCallResult::from_mcp(result, "u");
+        assert!(converted.is_error);
+        assert_eq!(
+            converted.to_text(),
+            "[audio: audio/wav omitted]\n[resource link: file:///a.txt]"
+        );
+    }
+
+    #[test]
+    fn invocation_errors_render_as_their_message() {
+        let failed = ToolCallResult::invocation_error("timed out", "u");
+        assert!(failed.is_error);
+        assert_eq!(failed.to_text(), "timed out");
     }
 }

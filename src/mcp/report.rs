@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::config::McpConfig;
 use super::registry::ToolRegistry;
 
-/// Extra time on top of the slowest `connect_timeout`, for listing tools.
+/// Extra time on top of the slowest server's timeouts.
 const REPORT_SLACK: Duration = Duration::from_secs(5);
 
 /// Why the report failed.
@@ -24,10 +24,11 @@ pub enum McpReportError {
 /// description) and the servers that failed. `Err` if any server is unreachable.
 pub async fn tools_report(config: &McpConfig, out: &mut dyn Write) -> Result<(), McpReportError> {
     let registry = ToolRegistry::start(config, None);
+    // Connecting and listing tools each get `connect_timeout`.
     let wait = config
         .servers
         .iter()
-        .map(|s| s.connect_timeout)
+        .map(|s| s.connect_timeout * 2)
         .max()
         .unwrap_or_default()
         + REPORT_SLACK;
@@ -62,6 +63,9 @@ pub async fn tools_report(config: &McpConfig, out: &mut dyn Write) -> Result<(),
         )?;
     }
     writeln!(out)?;
+    if servers.is_empty() {
+        writeln!(out, "no MCP servers configured")?;
+    }
     let mut unreachable = Vec::new();
     for server in &servers {
         if server.connected {
