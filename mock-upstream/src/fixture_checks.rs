@@ -1,0 +1,1 @@
+//! Checks every fixture under `tests/fixtures/` against the documented event rules.
