@@ -196,3 +196,33 @@ async fn faults_break_the_transport() {
     assert_eq!(resp.chunk().await.unwrap().unwrap(), "data: {}\n\n");
     assert!(resp.chunk().await.is_err());
 }
+
+/// Real client requests (captured from Claude Code and Codex) get the expected answers.
+#[tokio::test]
+async fn captured_client_requests_are_understood() {
+    let mock = MockUpstream::start().await;
+    let cases = [
+        (
+            "captures/claude-code/plain-api-key.json",
+            "Mock answer: say hi",
+        ),
+        (
+            "captures/claude-code/bash-tool-2.json",
+            "Tool result: hi-from-bash",
+        ),
+        ("captures/codex/plain.json", "Mock answer: say hi"),
+    ];
+    for (capture, expected) in cases {
+        let capture: Value = serde_json::from_slice(&crate::fixture(capture)).unwrap();
+        let mut body = capture["body"].clone();
+        body["stream"] = json!(false);
+        let (status, text) = post(&mock, capture["path"].as_str().unwrap(), body).await;
+        assert_eq!(status, 200, "{text}");
+        let answer: Value = serde_json::from_str(&text).unwrap();
+        let got = answer
+            .pointer("/content/0/text")
+            .or_else(|| answer.pointer("/output/0/content/0/text"))
+            .unwrap();
+        assert_eq!(got, expected);
+    }
+}

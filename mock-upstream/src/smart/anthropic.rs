@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use super::errors::{self, Provider};
 use super::plan::{FIXED_DELTAS, Fault, Plan, ToolDecl, Trigger, input_tokens, pieces};
 use super::sse::SseOut;
-use super::{Ctx, Reply, content_text, model, wants_stream};
+use super::{Ctx, Reply, content_text, model, prompt_text, wants_stream};
 
 /// An opaque, deterministic thinking signature (base64 of "aibridge mock thinking signature").
 const SIGNATURE: &str = "YWlicmlkZ2UgbW9jayB0aGlua2luZyBzaWduYXR1cmU=";
@@ -26,32 +26,29 @@ pub(crate) fn count_tokens(request: &Value) -> Reply {
 }
 
 fn trigger(messages: &[Value]) -> Trigger {
-    if let Some(last) = messages.last() {
-        let results: Vec<String> = last
-            .get("content")
-            .and_then(Value::as_array)
-            .map(|blocks| {
-                blocks
-                    .iter()
-                    .filter(|b| b.get("type").and_then(Value::as_str) == Some("tool_result"))
-                    .map(|b| {
-                        b.get("content")
-                            .map_or_else(String::new, |c| content_text(c, &["text"]))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        if !results.is_empty() {
-            return Trigger::ToolResults(results);
-        }
-    }
-    let prompt = messages
+    // Claude Code may append a `system` message after the user turn: look at the last user one.
+    let last_user = messages
         .iter()
         .rev()
-        .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
-        .and_then(|m| m.get("content"))
-        .map_or_else(String::new, |c| content_text(c, &["text"]));
-    Trigger::Prompt(prompt)
+        .find(|m| m.get("role").and_then(Value::as_str) == Some("user"));
+    let Some(content) = last_user.and_then(|m| m.get("content")) else {
+        return Trigger::Prompt(String::new());
+    };
+    let results: Vec<String> = content
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|b| b.get("type").and_then(Value::as_str) == Some("tool_result"))
+        .map(|b| {
+            b.get("content")
+                .map_or_else(String::new, |c| content_text(c, &["text"]))
+        })
+        .collect();
+    if results.is_empty() {
+        Trigger::Prompt(prompt_text(content, &["text"]))
+    } else {
+        Trigger::ToolResults(results)
+    }
 }
 
 /// `POST /v1/messages`.

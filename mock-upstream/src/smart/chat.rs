@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use super::errors::{self, Provider};
 use super::plan::{FIXED_DELTAS, Fault, Plan, ToolDecl, Trigger, input_tokens, pieces};
 use super::sse::SseOut;
-use super::{CREATED, Ctx, Reply, content_text, model, wants_stream};
+use super::{CREATED, Ctx, Reply, content_text, model, prompt_text, wants_stream};
 
 fn trigger(messages: &[Value]) -> Trigger {
     let role = |m: &Value| {
@@ -31,7 +31,7 @@ fn trigger(messages: &[Value]) -> Trigger {
         .rev()
         .find(|m| role(m) == "user")
         .and_then(|m| m.get("content"))
-        .map_or_else(String::new, |c| content_text(c, &["text"]));
+        .map_or_else(String::new, |c| prompt_text(c, &["text"]));
     Trigger::Prompt(prompt)
 }
 

@@ -230,6 +230,29 @@ pub(crate) fn content_text(content: &Value, part_types: &[&str]) -> String {
     }
 }
 
+/// The prompt in a user message's content: the string, or its last text part that is not a
+/// `<system-reminder>` (Claude Code sends reminders as separate text blocks before the prompt).
+pub(crate) fn prompt_text(content: &Value, part_types: &[&str]) -> String {
+    let Some(parts) = content.as_array() else {
+        return content.as_str().unwrap_or_default().to_owned();
+    };
+    let texts: Vec<&str> = parts
+        .iter()
+        .filter(|p| {
+            p.get("type")
+                .and_then(Value::as_str)
+                .is_some_and(|t| part_types.contains(&t))
+        })
+        .filter_map(|p| p.get("text").and_then(Value::as_str))
+        .collect();
+    texts
+        .iter()
+        .rev()
+        .find(|t| !t.trim_start().starts_with("<system-reminder>"))
+        .or(texts.last())
+        .map_or_else(String::new, |t| (*t).to_owned())
+}
+
 /// Whether the request asks for a stream.
 pub(crate) fn wants_stream(request: &Value) -> bool {
     request

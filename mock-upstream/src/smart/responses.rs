@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use super::errors::{self, Provider};
 use super::plan::{FIXED_DELTAS, Fault, Plan, ToolDecl, Trigger, input_tokens, pieces};
 use super::sse::SseOut;
-use super::{CREATED, Ctx, Reply, content_text, model, wants_stream};
+use super::{CREATED, Ctx, Reply, content_text, model, prompt_text, wants_stream};
 
 fn item_type(item: &Value) -> &str {
     item.get("type")
@@ -42,7 +42,7 @@ fn trigger(input: &Value) -> Trigger {
             item_type(i) == "message" && i.get("role").and_then(Value::as_str) == Some("user")
         })
         .and_then(|i| i.get("content"))
-        .map_or_else(String::new, |c| content_text(c, &["input_text"]));
+        .map_or_else(String::new, |c| prompt_text(c, &["input_text"]));
     Trigger::Prompt(prompt)
 }
 
