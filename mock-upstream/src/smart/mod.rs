@@ -268,3 +268,56 @@ pub(crate) fn model(request: &Value) -> &str {
         .and_then(Value::as_str)
         .unwrap_or("mock-model")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(method: Method, path: &str, anthropic: bool) -> Route {
+        let mut headers = HeaderMap::new();
+        if anthropic {
+            headers.insert("anthropic-version", HeaderValue::from_static("2023-06-01"));
+        }
+        Route::parse(&method, path, &headers)
+    }
+
+    #[test]
+    fn paths_match_with_zero_one_or_two_v1_prefixes() {
+        assert!(matches!(
+            route(Method::POST, "/chat/completions", false),
+            Route::ChatCompletions
+        ));
+        assert!(matches!(
+            route(Method::POST, "/v1/v1/messages", true),
+            Route::Messages
+        ));
+        assert!(matches!(
+            route(Method::POST, "/v1/messages/count_tokens", true),
+            Route::CountTokens
+        ));
+        assert!(matches!(
+            route(Method::GET, "/v1/models", true),
+            Route::Models {
+                provider: Provider::Anthropic,
+                ..
+            }
+        ));
+        assert!(matches!(
+            route(Method::GET, "/v1/models/gpt-mock", false),
+            Route::Model {
+                provider: Provider::OpenAi,
+                ..
+            }
+        ));
+        assert!(matches!(
+            route(Method::GET, "/v1/messages", false),
+            Route::NotFound {
+                provider: Provider::Anthropic
+            }
+        ));
+        assert!(matches!(
+            route(Method::POST, "/v1x/responses", false),
+            Route::NotFound { .. }
+        ));
+    }
+}
