@@ -259,3 +259,71 @@ async fn the_report_lists_tools_with_their_server() {
         "{out}"
     );
 }
+
+/// Collects everything a tracing subscriber writes.
+#[derive(Clone, Default)]
+struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn trace_logs_never_show_header_values() {
+    let logs = LogBuffer::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    // The current-thread test runtime runs the registry's tasks on this thread.
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let server = test_mcp::serve_http("127.0.0.1:0".parse().unwrap(), Default::default())
+        .await
+        .unwrap();
+    let dead = free_addr();
+    let config = try_config(
+        &format!(
+            r#"
+            [mcp]
+            [[mcp.servers]]
+            name = "live"
+            url = "{}"
+            headers = {{ Authorization = "Bearer ${{TOKEN}}" }}
+            [[mcp.servers]]
+            name = "dead"
+            url = "http://{dead}/mcp"
+            headers = {{ Authorization = "Bearer ${{TOKEN}}" }}
+            connect_timeout = "1s"
+            "#,
+            server.url()
+        ),
+        &[("TOKEN", SECRET)],
+    )
+    .unwrap();
+    let registry = started(&config).await;
+    let echo = registry
+        .call("bmcp_live_echo", args(serde_json::json!({"text": "x"})))
+        .await;
+    assert_eq!(first_text(&echo), "x");
+    registry.call("bmcp_dead_echo", None).await;
+    registry.shutdown().await;
+
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        text.contains("MCP server connected"),
+        "no logs captured:\n{text}"
+    );
+    assert!(text.contains("MCP server unavailable"), "{text}");
+    assert!(
+        !text.contains(SECRET),
+        "a header value leaked into the logs"
+    );
+}
