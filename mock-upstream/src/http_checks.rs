@@ -226,3 +226,30 @@ async fn captured_client_requests_are_understood() {
         assert_eq!(got, expected);
     }
 }
+
+#[tokio::test]
+async fn path_queues_script_any_route_first() {
+    let mock = MockUpstream::start().await;
+    mock.enqueue_for_path("/v1/models", MockResponse::json(503, "{}"));
+    mock.enqueue(MockResponse::json(500, "{}"));
+    let client = reqwest::Client::new();
+    let models = client
+        .get(format!("{}/v1/models", mock.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(models.status(), 503);
+    let models = client
+        .get(format!("{}/v1/models", mock.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        models.status(),
+        200,
+        "the path queue is used up; smart mode again"
+    );
+    assert_eq!(mock.queued(), 1, "the model-route queue was not touched");
+    assert_eq!(mock.take_requests().len(), 2);
+    assert!(mock.requests().is_empty());
+}

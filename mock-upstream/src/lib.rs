@@ -5,6 +5,18 @@
 //! transport faults); each request to a model route (`/v1/messages`, `/v1/chat/completions`,
 //! `/v1/responses`) consumes one. With an empty queue the mock answers in **smart mode**.
 //!
+//! ```no_run
+//! # async fn demo() {
+//! use mock_upstream::{MockResponse, MockUpstream};
+//! let mock = MockUpstream::start().await;
+//! mock.enqueue(MockResponse::sse_fixture("anthropic/tool_use.sse"));
+//! mock.enqueue_for_path("/v1/models", MockResponse::json(500, r#"{"error":"boom"}"#));
+//! // … point the bridge at mock.url(), send requests …
+//! let got = mock.wait_for_requests(1, std::time::Duration::from_secs(5)).await;
+//! assert_eq!(got[0].path_and_query, "/v1/messages");
+//! # }
+//! ```
+//!
 //! # Smart mode
 //!
 //! Routes (a leading `/v1` is optional and may be repeated): `POST /v1/messages`,
@@ -166,7 +178,16 @@ impl MockUpstream {
         lock(&self.shared.queue).push_back(response);
     }
 
-    /// How many scripted responses are still queued.
+    /// Queues a scripted response for the next request to exactly `path` (e.g.
+    /// `/v1/models` or `/v1/files`), on any route; it takes precedence over [`Self::enqueue`].
+    pub fn enqueue_for_path(&self, path: &str, response: MockResponse) {
+        lock(&self.shared.path_queues)
+            .entry(path.to_owned())
+            .or_default()
+            .push_back(response);
+    }
+
+    /// How many scripted responses are still queued (model-route queue only).
     pub fn queued(&self) -> usize {
         lock(&self.shared.queue).len()
     }
@@ -174,6 +195,11 @@ impl MockUpstream {
     /// Every request received so far, in arrival order.
     pub fn requests(&self) -> Vec<ReceivedRequest> {
         lock(&self.shared.requests).clone()
+    }
+
+    /// Returns every request received so far and forgets them.
+    pub fn take_requests(&self) -> Vec<ReceivedRequest> {
+        std::mem::take(&mut *lock(&self.shared.requests))
     }
 
     /// Waits until at least `n` requests arrived or `timeout` passed, then returns them all.

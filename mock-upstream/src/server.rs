@@ -1,6 +1,6 @@
 //! The HTTP server: accept loop, request capture, scripted or smart answer.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -24,6 +24,8 @@ use crate::{MockOptions, ReceivedRequest};
 pub(crate) struct Shared {
     pub(crate) options: MockOptions,
     pub(crate) queue: Mutex<VecDeque<MockResponse>>,
+    /// Scripted responses for one exact path (any route, model or not), consulted first.
+    pub(crate) path_queues: Mutex<HashMap<String, VecDeque<MockResponse>>>,
     pub(crate) requests: Mutex<Vec<ReceivedRequest>>,
     pub(crate) arrived: Notify,
     ids: AtomicU64,
@@ -34,6 +36,7 @@ impl Shared {
         Shared {
             options,
             queue: Mutex::new(VecDeque::new()),
+            path_queues: Mutex::new(HashMap::new()),
             requests: Mutex::new(Vec::new()),
             arrived: Notify::new(),
             ids: AtomicU64::new(0),
@@ -116,10 +119,20 @@ async fn handle(
         shared.arrived.notify_waiters();
     }
 
-    let scripted = if route.is_model_route() {
-        lock(&shared.queue).pop_front()
-    } else {
-        None
+    let for_path = {
+        let mut queues = lock(&shared.path_queues);
+        if queues.is_empty() {
+            None
+        } else {
+            queues
+                .get_mut(parts.uri.path())
+                .and_then(VecDeque::pop_front)
+        }
+    };
+    let scripted = match for_path {
+        Some(scripted) => Some(scripted),
+        None if route.is_model_route() => lock(&shared.queue).pop_front(),
+        None => None,
     };
     let response = match scripted {
         Some(scripted) => scripted_response(scripted).await?,
