@@ -6,40 +6,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use crate::{fixture, fixtures_dir};
-
-/// One SSE event: its `event:` name and its `data:` payload (lines joined with `\n`).
-#[derive(Debug)]
-pub(crate) struct Event {
-    pub name: Option<String>,
-    pub data: String,
-}
-
-/// A plain SSE parser for checks: LF or CRLF, comments skipped, one optional space after `:`.
-pub(crate) fn parse_sse(text: &str) -> Vec<Event> {
-    let text = text.replace("\r\n", "\n");
-    let mut events = Vec::new();
-    for block in text.split("\n\n").filter(|b| !b.trim().is_empty()) {
-        let mut name = None;
-        let mut data: Vec<&str> = Vec::new();
-        for line in block.lines() {
-            let (field, value) = line.split_once(':').unwrap_or((line, ""));
-            let value = value.strip_prefix(' ').unwrap_or(value);
-            match field {
-                "event" => name = Some(value.to_owned()),
-                "data" => data.push(value),
-                _ => {}
-            }
-        }
-        if name.is_some() || !data.is_empty() {
-            events.push(Event {
-                name,
-                data: data.join("\n"),
-            });
-        }
-    }
-    events
-}
+use crate::{fixture, fixtures_dir, parse_sse};
 
 fn files(dir: &str, ext: &str) -> Vec<String> {
     let mut out: Vec<String> = std::fs::read_dir(fixtures_dir().join(dir))

@@ -62,6 +62,7 @@ mod body;
 mod script;
 mod server;
 mod smart;
+mod transcript;
 
 #[cfg(test)]
 mod fixture_checks;
@@ -77,6 +78,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 pub use script::{MockBody, MockResponse, fixture, fixtures_dir, split_sse_events};
+pub use transcript::{SseEvent, parse_sse};
 
 use server::{Shared, lock};
 
