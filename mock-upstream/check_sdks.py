@@ -11,6 +11,7 @@ Part 2 serves every fixture in tests/fixtures/{anthropic,openai-chat,openai-resp
 small local HTTP server and has the same SDK accumulators parse it.
 
 Usage: python3 mock-upstream/check_sdks.py [--binary PATH]
+(else $AIBRIDGE_BIN_DIR, $CARGO_TARGET_DIR/debug, target/debug).
 Needs: pip install anthropic openai. Exits non-zero on the first failed check.
 """
 
@@ -45,6 +46,8 @@ def eq(got, want, what):
 def find_binary(explicit):
     if explicit:
         return explicit
+    if os.environ.get("AIBRIDGE_BIN_DIR"):
+        return str(pathlib.Path(os.environ["AIBRIDGE_BIN_DIR"]) / "aibridge-mock-upstream")
     for target in (os.environ.get("CARGO_TARGET_DIR"), ROOT / "target", "/work/target-helpers"):
         if not target:
             continue

@@ -231,7 +231,7 @@ async fn captured_client_requests_are_understood() {
 async fn path_queues_script_any_route_first() {
     let mock = MockUpstream::start().await;
     mock.enqueue_for_path("/v1/models", MockResponse::json(503, "{}"));
-    mock.enqueue(MockResponse::json(500, "{}"));
+    mock.enqueue(MockResponse::json(500, json!({"error": "x"})));
     let client = reqwest::Client::new();
     let models = client
         .get(format!("{}/v1/models", mock.url()))

@@ -77,7 +77,7 @@ use bytes::Bytes;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-pub use script::{MockBody, MockResponse, fixture, fixtures_dir, split_sse_events};
+pub use script::{IntoBody, MockBody, MockResponse, fixture, fixtures_dir, split_sse_events};
 pub use transcript::{SseEvent, parse_sse};
 
 use server::{Shared, lock};

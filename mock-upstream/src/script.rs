@@ -32,12 +32,12 @@ pub enum MockBody {
 }
 
 impl MockResponse {
-    /// A JSON body with `content-type: application/json`.
-    pub fn json(status: u16, body: impl Into<Bytes>) -> MockResponse {
+    /// A JSON body with `content-type: application/json`: a `serde_json::Value`, a string or bytes.
+    pub fn json(status: u16, body: impl IntoBody) -> MockResponse {
         MockResponse {
             status,
             headers: vec![("content-type".into(), "application/json".into())],
-            body: MockBody::Full(body.into()),
+            body: MockBody::Full(body.into_body()),
         }
     }
 
@@ -98,6 +98,48 @@ impl MockResponse {
     pub fn with_header(mut self, name: &str, value: &str) -> MockResponse {
         self.headers.push((name.into(), value.into()));
         self
+    }
+}
+
+/// What a scripted body can be made from.
+pub trait IntoBody {
+    /// The body bytes.
+    fn into_body(self) -> Bytes;
+}
+
+impl IntoBody for Bytes {
+    fn into_body(self) -> Bytes {
+        self
+    }
+}
+
+impl IntoBody for String {
+    fn into_body(self) -> Bytes {
+        Bytes::from(self)
+    }
+}
+
+impl IntoBody for &'static str {
+    fn into_body(self) -> Bytes {
+        Bytes::from_static(self.as_bytes())
+    }
+}
+
+impl IntoBody for Vec<u8> {
+    fn into_body(self) -> Bytes {
+        Bytes::from(self)
+    }
+}
+
+impl IntoBody for serde_json::Value {
+    fn into_body(self) -> Bytes {
+        Bytes::from(self.to_string())
+    }
+}
+
+impl IntoBody for &serde_json::Value {
+    fn into_body(self) -> Bytes {
+        Bytes::from(self.to_string())
     }
 }
 
