@@ -177,6 +177,17 @@ async fn connect_and_list(
     list_changed: mpsc::Sender<()>,
 ) -> Result<connection::Session, ConnectionError> {
     let session = connection::connect(&slot.config, list_changed).await?;
+    let offers_tools = session
+        .peer()
+        .peer_info()
+        .is_none_or(|info| info.capabilities.tools.is_some());
+    if !offers_tools {
+        // A server without the tools capability (prompts or resources only) is healthy;
+        // it simply has nothing to inject.
+        tracing::warn!(server = %slot.config.name, "MCP server offers no tools");
+        slot.set_connected(session.peer().clone(), Vec::new());
+        return Ok(session);
+    }
     let listed = tokio::time::timeout(
         slot.config.connect_timeout,
         connection::list_tools(session.peer()),

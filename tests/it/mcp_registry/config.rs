@@ -284,6 +284,11 @@ async fn trace_logs_never_show_header_values() {
         .finish();
     // The current-thread test runtime runs the registry's tasks on this thread.
     let _guard = tracing::subscriber::set_default(subscriber);
+    // Other tests run at the same time without a subscriber; a callsite they registered
+    // first may have cached "not interested". Recompute, twice to close a narrow race.
+    tracing::callsite::rebuild_interest_cache();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    tracing::callsite::rebuild_interest_cache();
 
     let server = test_mcp::serve_http("127.0.0.1:0".parse().unwrap(), Default::default())
         .await
