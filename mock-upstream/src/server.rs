@@ -105,14 +105,14 @@ async fn handle(
     let path_and_query = parts
         .uri
         .path_and_query()
-        .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned());
+        .map_or_else(|| parts.uri.path(), |pq| pq.as_str());
     let route = smart::Route::parse(&parts.method, parts.uri.path(), &parts.headers)
         .with_query(parts.uri.query());
 
     if shared.options.record_requests {
         lock(&shared.requests).push(ReceivedRequest {
             method: parts.method.to_string(),
-            path_and_query: path_and_query.clone(),
+            path_and_query: path_and_query.to_owned(),
             headers: parts.headers.clone(),
             body: body.clone(),
         });
