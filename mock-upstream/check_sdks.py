@@ -100,7 +100,7 @@ def anthropic_tools(a, o):
     with a.messages.stream(**kw) as s:
         final = s.get_final_message()
     eq([b.input for b in final.content], [{"city": "Paris"}, {"tz": "UTC"}], "streamed tool inputs")
-    eq(final.content[0].id, m.content[0].id.replace(m.content[0].id, final.content[0].id), "id shape")
+    eq([b.id.startswith("toolu_mock") for b in final.content], [True, True], "tool_use ids")
     kw["messages"] = user("[[text-then-tool:get_weather]]")
     with a.messages.stream(**kw) as s:
         final = s.get_final_message()
@@ -180,9 +180,8 @@ def chat_tools(a, o):
     with o.chat.completions.stream(model="gpt-x", tools=[WEATHER_C], messages=user(prompt)) as s:
         final = s.get_final_completion()
     streamed = final.choices[0].message.tool_calls
-    eq([(t.id, t.function.name, t.function.arguments) for t in streamed],
-       [(t.id.replace(t.id, streamed[i].id), t.function.name, t.function.arguments) for i, t in enumerate(calls)],
-       "streamed calls")
+    eq([(t.id.startswith("call_mock"), t.function.name, t.function.arguments) for t in streamed],
+       [(True, t.function.name, t.function.arguments) for t in calls], "streamed calls")
     messages = user("weather?") + [
         {"role": "assistant", "content": None, "tool_calls": [
             {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}},
