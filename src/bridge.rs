@@ -18,6 +18,7 @@ use uuid::Uuid;
 use crate::actor::Actor;
 use crate::api::{ApiKind, ErrorKind, client, error_body};
 use crate::config::Limits;
+use crate::intercept::tool_loop::{self, LoopSetup, ToolSource};
 use crate::intercept::{Interception, Start, blocking, streaming};
 use crate::metrics::{Metrics, RejectLabels};
 use crate::provider::{ProviderConfig, ProviderKind};
@@ -45,6 +46,13 @@ pub struct BridgeOptions {
     pub metrics: Metrics,
     /// Body limits.
     pub limits: Limits,
+    /// Injected tools (MCP), if any.
+    pub tools: Option<Arc<dyn ToolSource>>,
+    /// Tool rounds per request before the model must answer.
+    pub max_loop_iterations: u32,
+    /// Models (by substring) that get no injected tools when the request has no tools of
+    /// its own, such as Claude Code's small fast model.
+    pub skip_injection_models: Vec<String>,
 }
 
 /// Shared state of every request.
@@ -54,6 +62,9 @@ pub struct BridgeState {
     pub(crate) queue: RecordQueue,
     pub(crate) metrics: Metrics,
     pub(crate) limits: Limits,
+    pub(crate) tools: Option<Arc<dyn ToolSource>>,
+    pub(crate) max_loop_iterations: u32,
+    pub(crate) skip_injection_models: Vec<String>,
 }
 
 /// The bridge as a `tower::Service`. Cheap to clone.
@@ -72,6 +83,9 @@ impl RequestBridge {
                 queue: options.queue,
                 metrics: options.metrics,
                 limits: options.limits,
+                tools: options.tools,
+                max_loop_iterations: options.max_loop_iterations,
+                skip_injection_models: options.skip_injection_models,
             }),
         })
     }
@@ -195,6 +209,13 @@ async fn intercept(
             credential,
         },
     );
+    if let Some(setup) = loop_setup(&state, api, &body, &url, &headers) {
+        return if stream {
+            tool_loop::run_streaming(state, ic, setup).await
+        } else {
+            tool_loop::run_blocking(state, ic, setup).await
+        };
+    }
     let sent = Instant::now();
     let resp = state
         .http
@@ -222,6 +243,57 @@ async fn intercept(
             } else {
                 blocking::relay(ic, resp, cap).await
             }
+        }
+    }
+}
+
+/// The tool loop's setup when tools are injected into this request; `None` leaves the body
+/// untouched.
+fn loop_setup(
+    state: &BridgeState,
+    api: ApiKind,
+    body: &[u8],
+    url: &str,
+    headers: &http::HeaderMap,
+) -> Option<LoopSetup> {
+    let source = state.tools.as_ref()?;
+    let loop_api = api.loop_api()?;
+    let tools = source.tools();
+    if tools.is_empty() {
+        return None;
+    }
+    let mut value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    if !wants_injection(state, &value) {
+        return None;
+    }
+    loop_api.inject_tools(&mut value, &tools);
+    Some(LoopSetup {
+        tools: source.clone(),
+        api: loop_api,
+        url: url.to_owned(),
+        headers: headers.clone(),
+        body: value,
+        max_iterations: state.max_loop_iterations,
+    })
+}
+
+/// Whether a request gets injected tools: not when the client forbade tools
+/// (`tool_choice` none) or sent an explicitly empty `tools` list (Claude Code's title
+/// side request does), and not for tool-less requests to a skipped model (side requests
+/// of Claude Code's small fast model).
+fn wants_injection(state: &BridgeState, body: &serde_json::Value) -> bool {
+    let choice = body.get("tool_choice");
+    let none = choice.and_then(|c| c.as_str()) == Some("none")
+        || choice.and_then(|c| c.get("type")).and_then(|t| t.as_str()) == Some("none");
+    match body.get("tools").and_then(|t| t.as_array()) {
+        _ if none => false,
+        Some(tools) => !tools.is_empty(),
+        None => {
+            let model = body.get("model").and_then(|m| m.as_str()).unwrap_or("");
+            !state
+                .skip_injection_models
+                .iter()
+                .any(|s| model.contains(s.as_str()))
         }
     }
 }

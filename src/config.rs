@@ -94,7 +94,7 @@ pub struct RawConfig {
     /// The recording pipeline.
     pub recording: RawRecording,
     /// MCP servers whose tools are injected.
-    pub mcp: Option<toml::Table>,
+    pub mcp: crate::mcp::RawMcpConfig,
     /// How long in-flight requests may run after SIGTERM (`30s`).
     pub shutdown_grace: Option<String>,
 }
@@ -233,8 +233,8 @@ pub struct Config {
     pub spool_dir: Option<PathBuf>,
     /// Recording queue capacity.
     pub queue_capacity: usize,
-    /// The raw `[mcp]` table, validated by the MCP module.
-    pub mcp: Option<toml::Table>,
+    /// MCP servers and the tool loop.
+    pub mcp: crate::mcp::McpConfig,
     /// Grace period for in-flight requests on shutdown.
     pub shutdown_grace: Duration,
 }
@@ -319,6 +319,8 @@ impl Config {
             Some(text) => parse_duration(&text).map_err(|m| invalid("shutdown_grace", m))?,
             None => Duration::from_secs(30),
         };
+        let mcp = crate::mcp::validate(raw.mcp, &|name| env.var(name))
+            .map_err(|e| invalid(e.path, e.message))?;
         Ok(Config {
             listen,
             database_url,
@@ -329,7 +331,7 @@ impl Config {
             limits,
             spool_dir: raw.recording.spool_dir.map(PathBuf::from),
             queue_capacity: raw.recording.queue_capacity.unwrap_or(65_536),
-            mcp: raw.mcp,
+            mcp,
             shutdown_grace,
         })
     }

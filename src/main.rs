@@ -9,7 +9,11 @@ use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 
 use aibridge::config::{Config, ProcessEnv};
+use aibridge::intercept::tool_loop::ToolSource;
+use aibridge::mcp::{McpMetrics, ToolRegistry};
 use aibridge::metrics::{Metrics, new_registry};
+use aibridge::record::pipeline::PipelineMetrics;
+use aibridge::record::sql::SqlRecorder;
 use aibridge::record::{LogRecorder, Pipeline, PipelineConfig, Recorder};
 use aibridge::server::{Readiness, app};
 use aibridge::{Authenticator, BridgeOptions, RequestBridge};
@@ -42,6 +46,11 @@ enum Command {
         #[arg(long)]
         no_migrate: bool,
     },
+    /// Create or update the audit database schema, then exit.
+    Migrate {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
     /// Configuration tools.
     Config {
         #[command(subcommand)]
@@ -67,6 +76,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Serve { config, no_migrate } => serve(config.config, no_migrate).await,
+            Command::Migrate { config } => migrate(config.config).await,
             Command::Config {
                 command: ConfigCommand::Check { config },
             } => check(config.config),
@@ -82,7 +92,10 @@ fn check(path: Option<PathBuf>) -> anyhow::Result<()> {
     let config = load(path)?;
     println!("config ok");
     println!("listen: {}", config.listen);
-    println!("database_url: {}", config.database_url);
+    println!(
+        "database_url: {}",
+        aibridge::secret::redact_url(&config.database_url)
+    );
     for p in &config.providers {
         println!(
             "provider {}: kind={} base_url={} key={}",
@@ -106,6 +119,19 @@ fn check(path: Option<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn migrate(path: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = load(path)?;
+    let sql = SqlRecorder::connect(&config.database_url)
+        .await
+        .context("cannot open the audit database")?;
+    sql.migrate().await.context("migration failed")?;
+    println!(
+        "migrations applied to {}",
+        aibridge::secret::redact_url(&config.database_url)
+    );
+    Ok(())
+}
+
 fn init_tracing(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -119,17 +145,37 @@ fn init_tracing(config: &Config) {
     }
 }
 
-async fn serve(path: Option<PathBuf>, _no_migrate: bool) -> anyhow::Result<()> {
+async fn serve(path: Option<PathBuf>, no_migrate: bool) -> anyhow::Result<()> {
     let config = load(path)?;
     init_tracing(&config);
 
     let mut registry = new_registry();
     let metrics = Metrics::register(&mut registry);
-    let recorder: Arc<dyn Recorder> = Arc::new(LogRecorder);
+    let tools = (!config.mcp.servers.is_empty())
+        .then(|| ToolRegistry::start(&config.mcp, Some(McpMetrics::register(&mut registry))));
+    let recorder: Arc<dyn Recorder> = if config.database_url == "log" {
+        Arc::new(LogRecorder)
+    } else {
+        let sql = SqlRecorder::connect(&config.database_url)
+            .await
+            .context("cannot open the audit database")?;
+        if !no_migrate {
+            sql.migrate()
+                .await
+                .context("cannot migrate the audit database")?;
+        }
+        Arc::new(sql)
+    };
+    let spool_dir = config
+        .spool_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("."));
     let (queue, pipeline) = Pipeline::start(
         recorder,
         PipelineConfig {
             queue_capacity: config.queue_capacity,
+            spool_path: Some(spool_dir.join("aibridge.spool")),
+            metrics: PipelineMetrics::register(&mut registry),
             ..PipelineConfig::default()
         },
     );
@@ -138,6 +184,9 @@ async fn serve(path: Option<PathBuf>, _no_migrate: bool) -> anyhow::Result<()> {
         queue,
         metrics,
         limits: config.limits,
+        tools: tools.clone().map(|t| t as Arc<dyn ToolSource>),
+        max_loop_iterations: config.mcp.max_loop_iterations,
+        skip_injection_models: vec!["haiku".to_owned()],
     })?;
     let ready = Readiness::default();
     let router = app(
@@ -175,6 +224,9 @@ async fn serve(path: Option<PathBuf>, _no_migrate: bool) -> anyhow::Result<()> {
         Ok(Ok(Err(e))) => tracing::error!(error = %e, "server error"),
         Ok(Err(e)) => tracing::error!(error = %e, "server task failed"),
         Err(_) => tracing::warn!("grace period over; cancelling the requests still running"),
+    }
+    if let Some(tools) = &tools {
+        tools.shutdown().await;
     }
     let report = pipeline.shutdown().await;
     if report.left > 0 {

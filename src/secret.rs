@@ -47,6 +47,17 @@ pub fn mask(value: &str) -> String {
     format!("{head}…{tail}")
 }
 
+/// A database URL with its password masked, safe to print.
+pub fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,5 +68,6 @@ mod tests {
         assert_eq!(mask("short"), "…");
         let s = Secret::new("sk-live-1234567890abcdef");
         assert!(!format!("{s:?} {s}").contains("1234567890"));
+        assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
     }
 }

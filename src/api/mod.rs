@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod messages;
+pub mod messages_loop;
 
 use bytes::Bytes;
 use http::StatusCode;
@@ -61,6 +62,14 @@ impl ApiKind {
             ApiKind::Messages | ApiKind::ChatCompletions | ApiKind::Responses => {
                 Box::new(messages::MessagesObserver::default())
             }
+        }
+    }
+
+    /// The API's half of the tool loop, where the loop is supported.
+    pub fn loop_api(self) -> Option<&'static dyn crate::intercept::tool_loop::LoopApi> {
+        match self {
+            ApiKind::Messages => Some(&messages_loop::MESSAGES_LOOP),
+            ApiKind::ChatCompletions | ApiKind::Responses => None,
         }
     }
 

@@ -3,6 +3,7 @@
 
 pub mod blocking;
 pub mod streaming;
+pub mod tool_loop;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,6 +15,7 @@ use uuid::Uuid;
 use crate::actor::Actor;
 use crate::api::{ApiKind, Observation, RequestInfo};
 use crate::bridge::BridgeState;
+use crate::mcp::ToolCallResult;
 use crate::metrics::{
     InterceptionLabels, ModelLabels, RouteLabels, TokenLabels, TokenType, model_label,
 };
@@ -23,6 +25,7 @@ use crate::record::{
     TokenUsageRecord, ToolUsageRecord, new_id,
 };
 use crate::upstream::Credential;
+use tool_loop::PendingCall;
 
 /// Who and what a request is about, as known before the upstream call.
 pub struct Start<'a> {
@@ -137,6 +140,12 @@ impl Interception {
 
     /// Records what one upstream response said.
     pub fn observed(&mut self, obs: Observation) {
+        self.observed_filtered(obs, &|_| false);
+    }
+
+    /// Records what one upstream response said; calls of injected tools are left to the
+    /// tool loop, which records them with their results.
+    pub fn observed_filtered(&mut self, obs: Observation, injected: &dyn Fn(&str) -> bool) {
         let now = Utc::now();
         let response_id = obs.response_id.unwrap_or_default();
         let q = &self.state.queue;
@@ -190,7 +199,7 @@ impl Interception {
                 created_at: now,
             }));
         }
-        for call in obs.tool_calls {
+        for call in obs.tool_calls.into_iter().filter(|c| !injected(&c.name)) {
             m.client_tool_selections
                 .get_or_create(&ModelLabels {
                     provider: self.provider.name.clone(),
@@ -222,6 +231,54 @@ impl Interception {
                 created_at: now,
             }));
         }
+    }
+
+    /// Records an injected call the bridge ran, with its outcome.
+    pub fn injected_call(
+        &mut self,
+        call: &PendingCall,
+        result: &ToolCallResult,
+        response_id: &str,
+    ) {
+        let error = result
+            .invocation_error
+            .clone()
+            .or_else(|| result.is_error.then(|| result.to_text()));
+        self.record_injected(call, result.server_url.clone(), error, response_id);
+    }
+
+    /// Records injected calls the bridge did not run.
+    pub fn skipped_calls(&mut self, calls: &[PendingCall], response_id: &str, client_calls: bool) {
+        let why = if client_calls {
+            "not run: the same turn called client tools, so the turn went to the client"
+        } else {
+            "not run: tool loop limit reached"
+        };
+        for call in calls {
+            self.record_injected(call, String::new(), Some(why.to_owned()), response_id);
+        }
+    }
+
+    fn record_injected(
+        &mut self,
+        call: &PendingCall,
+        server_url: String,
+        error: Option<String>,
+        response_id: &str,
+    ) {
+        self.state.queue.submit(Record::ToolUsage(ToolUsageRecord {
+            id: new_id(),
+            interception_id: self.id,
+            provider_response_id: response_id.to_owned(),
+            provider_tool_call_id: Some(call.id.clone()),
+            server_url: (!server_url.is_empty()).then_some(server_url),
+            tool: call.name.clone(),
+            input: call.arguments.clone(),
+            injected: true,
+            invocation_error: error,
+            metadata: Map::new(),
+            created_at: Utc::now(),
+        }));
     }
 
     /// Ends the interception (once).

@@ -6,6 +6,9 @@
     reason = "tests fail loudly on broken fixtures"
 )]
 
+mod anthropic;
+mod auth;
+mod mcp_loop;
 mod mcp_registry;
 mod support;
 

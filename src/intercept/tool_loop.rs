@@ -1,0 +1,416 @@
+//! The inner agentic loop: when the model calls injected (`bmcp_…`) tools, the bridge runs
+//! them on their MCP servers, appends the results to the conversation and calls upstream
+//! again, until no injected call is left or the iteration cap is hit. The client sees one
+//! response in its own API.
+//!
+//! A turn that calls both injected and client tools goes to the client as it is, with the
+//! injected calls hidden and not run (recorded with an invocation error saying so): the
+//! client runs its tools, and the model may call the injected tool again on the next turn.
+//! Both the client's conversation and the one sent upstream stay valid.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::{HeaderMap, Response};
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+
+use super::Interception;
+use super::blocking::read_capped;
+use crate::api::{ErrorKind, Observer};
+use crate::bridge::{BridgeState, error_response, tag};
+use crate::mcp::{InjectedTool, ToolCallResult, ToolRegistry};
+use crate::record::Outcome;
+use crate::sse::{SseDecoder, SseEvent};
+use crate::upstream::client_headers;
+
+/// Where injected tools come from. The MCP [`ToolRegistry`] is the real one; embedders and
+/// tests may plug in their own.
+#[async_trait::async_trait]
+pub trait ToolSource: Send + Sync + 'static {
+    /// The tools to offer now, in a stable order.
+    fn tools(&self) -> Arc<[InjectedTool]>;
+    /// Whether calls of `name` belong to the bridge.
+    fn is_injected(&self, name: &str) -> bool;
+    /// Runs one call (with the server's timeout).
+    async fn call(&self, name: &str, arguments: Option<Map<String, Value>>) -> ToolCallResult;
+}
+
+#[async_trait::async_trait]
+impl ToolSource for ToolRegistry {
+    fn tools(&self) -> Arc<[InjectedTool]> {
+        ToolRegistry::tools(self)
+    }
+    fn is_injected(&self, name: &str) -> bool {
+        ToolRegistry::is_injected(self, name)
+    }
+    async fn call(&self, name: &str, arguments: Option<Map<String, Value>>) -> ToolCallResult {
+        ToolRegistry::call(self, name, arguments).await
+    }
+}
+
+/// A tool call found in a model response.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingCall {
+    /// The provider's call id.
+    pub id: String,
+    /// The tool's name.
+    pub name: String,
+    /// The arguments (an object, or the raw value when the model sent something else).
+    pub arguments: Value,
+}
+
+/// The per-API half of the loop: how tools are offered, found, answered and hidden.
+pub trait LoopApi: Send + Sync + 'static {
+    /// Adds the injected tools to the request, after the client's own.
+    fn inject_tools(&self, body: &mut Value, tools: &[InjectedTool]);
+    /// Makes the next call answer without tools (the loop cap was hit).
+    fn forbid_tools(&self, body: &mut Value);
+    /// The tool calls in a response (blocking shape), in order.
+    fn calls(&self, response: &Value) -> Vec<PendingCall>;
+    /// Appends the model's turn and the injected calls' results to the conversation.
+    fn append_turn(
+        &self,
+        body: &mut Value,
+        response: &Value,
+        results: &[(PendingCall, ToolCallResult)],
+    );
+    /// Folds a response into what the client gets: earlier visible output kept, injected
+    /// calls hidden, usage summed.
+    fn merge(&self, earlier: Option<Value>, next: Value, injected: &dyn Fn(&str) -> bool) -> Value;
+    /// A stream rewriter for one client stream.
+    fn rewriter(&self) -> Box<dyn StreamRewriter>;
+}
+
+/// Turns several upstream streams into one client stream.
+pub trait StreamRewriter: Send + 'static {
+    /// A new upstream response begins.
+    fn begin(&mut self);
+    /// One upstream event: what (if anything) the client gets now goes into `out`.
+    fn on_event(&mut self, event: &SseEvent, injected: &dyn Fn(&str) -> bool, out: &mut Vec<Bytes>);
+    /// The upstream response ended: it, in blocking shape.
+    fn end(&mut self) -> Value;
+    /// The client's stream ends: the held closing events, with cumulative usage.
+    fn finish(&mut self, out: &mut Vec<Bytes>);
+    /// An event that keeps the client's connection alive while tools run.
+    fn keepalive(&self) -> Bytes;
+}
+
+/// What the loop needs besides the interception.
+pub struct LoopSetup {
+    /// The tool source.
+    pub tools: Arc<dyn ToolSource>,
+    /// The API's half.
+    pub api: &'static dyn LoopApi,
+    /// Upstream URL.
+    pub url: String,
+    /// Upstream headers.
+    pub headers: HeaderMap,
+    /// The request body with tools injected.
+    pub body: Value,
+    /// Tool rounds before the model is made to answer.
+    pub max_iterations: u32,
+}
+
+const KEEPALIVE_EVERY: Duration = Duration::from_secs(10);
+const LIMIT_MESSAGE: &str = "tool loop limit reached: answer without calling more tools";
+
+async fn send(
+    state: &BridgeState,
+    ic: &mut Interception,
+    setup: &LoopSetup,
+) -> Result<reqwest::Response, String> {
+    let body = serde_json::to_vec(&setup.body).map_err(|e| e.to_string())?;
+    let sent = Instant::now();
+    match state
+        .http
+        .post(&setup.url)
+        .headers(setup.headers.clone())
+        .body(body)
+        .send()
+        .await
+    {
+        Ok(resp) => {
+            ic.upstream_answered(Some(resp.status().as_u16()), sent);
+            Ok(resp)
+        }
+        Err(e) => {
+            ic.upstream_answered(None, sent);
+            Err(format!("upstream unreachable: {}", e.without_url()))
+        }
+    }
+}
+
+/// Runs every injected call of a turn concurrently and records each.
+async fn run_calls(
+    ic: &mut Interception,
+    tools: &dyn ToolSource,
+    calls: Vec<PendingCall>,
+    response_id: &str,
+) -> Vec<(PendingCall, ToolCallResult)> {
+    let futures = calls.into_iter().map(|call| async move {
+        let arguments = match &call.arguments {
+            Value::Object(map) => Some(map.clone()),
+            Value::Null => None,
+            other => {
+                let mut map = Map::new();
+                map.insert("input".into(), other.clone());
+                Some(map)
+            }
+        };
+        let result = tools.call(&call.name, arguments).await;
+        (call, result)
+    });
+    let results = futures_util::future::join_all(futures).await;
+    for (call, result) in &results {
+        ic.injected_call(call, result, response_id);
+    }
+    results
+}
+
+fn limit_results(calls: Vec<PendingCall>) -> Vec<(PendingCall, ToolCallResult)> {
+    calls
+        .into_iter()
+        .map(|c| (c, ToolCallResult::invocation_error(LIMIT_MESSAGE, "")))
+        .collect()
+}
+
+/// Splits a turn's calls into injected and client ones.
+fn partition(
+    tools: &dyn ToolSource,
+    calls: Vec<PendingCall>,
+) -> (Vec<PendingCall>, Vec<PendingCall>) {
+    calls.into_iter().partition(|c| tools.is_injected(&c.name))
+}
+
+/// The loop for a blocking client request.
+pub async fn run_blocking(
+    state: Arc<BridgeState>,
+    mut ic: Interception,
+    mut setup: LoopSetup,
+) -> Response<Body> {
+    let kind = ic.provider().kind;
+    let cap = state.limits.max_response_bytes;
+    let tools = setup.tools.clone();
+    let injected = |name: &str| tools.is_injected(name);
+    let mut earlier: Option<Value> = None;
+    let mut round = 0u32;
+    loop {
+        let mut resp = match send(&state, &mut ic, &setup).await {
+            Ok(resp) => resp,
+            Err(message) => {
+                ic.end(Outcome::UpstreamUnavailable, Some(message.clone()));
+                return error_response(kind, ErrorKind::Upstream, &message, Some(ic.id));
+            }
+        };
+        if !resp.status().is_success() {
+            return super::blocking::relay_error(ic, resp, cap).await;
+        }
+        let status = resp.status();
+        let headers = client_headers(resp.headers(), false);
+        let body = match read_capped(&mut resp, cap).await {
+            Ok(body) => body,
+            Err(e) => {
+                let message = e.to_string();
+                ic.end(Outcome::UpstreamUnavailable, Some(message.clone()));
+                return error_response(kind, ErrorKind::Upstream, &message, Some(ic.id));
+            }
+        };
+        let mut observer = ic.api().observer();
+        observer.on_body(&body);
+        let obs = observer.take();
+        let response_id = obs.response_id.clone().unwrap_or_default();
+        ic.observed_filtered(obs, &injected);
+        let Ok(value) = serde_json::from_slice::<Value>(&body) else {
+            ic.end(Outcome::Completed, None);
+            let mut out = Response::new(Body::from(body));
+            *out.status_mut() = status;
+            *out.headers_mut() = headers;
+            tag(&mut out, ic.id);
+            return out;
+        };
+        let (own, client) = partition(&*tools, setup.api.calls(&value));
+        if own.is_empty() || !client.is_empty() || round > setup.max_iterations {
+            if !own.is_empty() {
+                ic.skipped_calls(&own, &response_id, !client.is_empty());
+            }
+            let merged = setup.api.merge(earlier, value, &injected);
+            ic.end(Outcome::Completed, None);
+            let mut out = Response::new(Body::from(merged.to_string()));
+            *out.status_mut() = status;
+            *out.headers_mut() = headers;
+            tag(&mut out, ic.id);
+            return out;
+        }
+        let results = if round == setup.max_iterations {
+            setup.api.forbid_tools(&mut setup.body);
+            limit_results(own)
+        } else {
+            run_calls(&mut ic, &*tools, own, &response_id).await
+        };
+        setup.api.append_turn(&mut setup.body, &value, &results);
+        earlier = Some(setup.api.merge(earlier, value, &injected));
+        round += 1;
+    }
+}
+
+/// The loop for a streaming client request. The first upstream call is made before the
+/// client gets its status, so an upstream error reaches it as a real HTTP error.
+pub async fn run_streaming(
+    state: Arc<BridgeState>,
+    mut ic: Interception,
+    setup: LoopSetup,
+) -> Response<Body> {
+    let kind = ic.provider().kind;
+    let cap = state.limits.max_response_bytes;
+    let first = match send(&state, &mut ic, &setup).await {
+        Ok(resp) => resp,
+        Err(message) => {
+            ic.end(Outcome::UpstreamUnavailable, Some(message.clone()));
+            return error_response(kind, ErrorKind::Upstream, &message, Some(ic.id));
+        }
+    };
+    if !first.status().is_success() {
+        return super::blocking::relay_error(ic, first, cap).await;
+    }
+    let status = first.status();
+    let headers = client_headers(first.headers(), false);
+    let id = ic.id;
+    // Small and bounded: a slow client holds the loop back instead of growing a buffer.
+    let (tx, rx) = mpsc::channel::<Bytes>(16);
+    tokio::spawn(drive_stream(state, ic, setup, first, tx));
+    let body = Body::from_stream(tokio_stream_from(rx).map(Ok::<Bytes, std::convert::Infallible>));
+    let mut out = Response::new(body);
+    *out.status_mut() = status;
+    *out.headers_mut() = headers;
+    tag(&mut out, id);
+    out
+}
+
+fn tokio_stream_from(mut rx: mpsc::Receiver<Bytes>) -> impl futures_util::Stream<Item = Bytes> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// Why the stream task stopped early.
+enum Stop {
+    ClientGone,
+    /// The client still has to be told.
+    Upstream(String),
+    /// The upstream's own error event already went to the client.
+    Reported(String),
+}
+
+async fn forward(tx: &mpsc::Sender<Bytes>, out: &mut Vec<Bytes>) -> Result<(), Stop> {
+    for bytes in out.drain(..) {
+        tx.send(bytes).await.map_err(|_| Stop::ClientGone)?;
+    }
+    Ok(())
+}
+
+async fn drive_stream(
+    state: Arc<BridgeState>,
+    mut ic: Interception,
+    mut setup: LoopSetup,
+    first: reqwest::Response,
+    tx: mpsc::Sender<Bytes>,
+) {
+    let api = ic.api();
+    let tools = setup.tools.clone();
+    let injected = |name: &str| tools.is_injected(name);
+    let mut rewriter = setup.api.rewriter();
+    let mut next = Some(first);
+    let mut round = 0u32;
+    let mut out = Vec::new();
+    let result: Result<(), Stop> = async {
+        loop {
+            let resp = match next.take() {
+                Some(resp) => resp,
+                None => {
+                    let resp = send(&state, &mut ic, &setup)
+                        .await
+                        .map_err(Stop::Upstream)?;
+                    if !resp.status().is_success() {
+                        let status = resp.status();
+                        let text = resp.text().await.unwrap_or_default();
+                        return Err(Stop::Upstream(format!(
+                            "upstream status {status} inside the tool loop: {}",
+                            text.chars().take(300).collect::<String>()
+                        )));
+                    }
+                    resp
+                }
+            };
+            rewriter.begin();
+            let mut observer: Box<dyn Observer> = api.observer();
+            let mut decoder = SseDecoder::default();
+            let mut upstream = resp.bytes_stream();
+            while let Some(chunk) = upstream.next().await {
+                let chunk = chunk.map_err(|e| {
+                    Stop::Upstream(format!("upstream stream broke off: {}", e.without_url()))
+                })?;
+                decoder.push(&chunk);
+                while let Some(event) = decoder.next_event() {
+                    observer.on_event(&event);
+                    rewriter.on_event(&event, &injected, &mut out);
+                }
+                forward(&tx, &mut out).await?;
+            }
+            if let Some(rest) = decoder.finish() {
+                out.push(rest);
+            }
+            let obs = observer.take();
+            let upstream_error = obs.error.clone();
+            let response_id = obs.response_id.clone().unwrap_or_default();
+            ic.observed_filtered(obs, &injected);
+            if let Some(error) = upstream_error {
+                forward(&tx, &mut out).await?;
+                return Err(Stop::Reported(error));
+            }
+            let value = rewriter.end();
+            let (own, client) = partition(&*tools, setup.api.calls(&value));
+            if own.is_empty() || !client.is_empty() || round > setup.max_iterations {
+                if !own.is_empty() {
+                    ic.skipped_calls(&own, &response_id, !client.is_empty());
+                }
+                rewriter.finish(&mut out);
+                forward(&tx, &mut out).await?;
+                return Ok(());
+            }
+            let results = if round == setup.max_iterations {
+                setup.api.forbid_tools(&mut setup.body);
+                limit_results(own)
+            } else {
+                let calls = run_calls(&mut ic, &*tools, own, &response_id);
+                tokio::pin!(calls);
+                let mut ticker = tokio::time::interval(KEEPALIVE_EVERY);
+                ticker.tick().await;
+                loop {
+                    tokio::select! {
+                        results = &mut calls => break results,
+                        _ = ticker.tick() => {
+                            tx.send(rewriter.keepalive()).await.map_err(|_| Stop::ClientGone)?;
+                        }
+                        () = tx.closed() => return Err(Stop::ClientGone),
+                    }
+                }
+            };
+            setup.api.append_turn(&mut setup.body, &value, &results);
+            round += 1;
+        }
+    }
+    .await;
+    match result {
+        Ok(()) => ic.end(Outcome::Completed, None),
+        Err(Stop::ClientGone) => ic.end(Outcome::ClientDisconnected, None),
+        Err(Stop::Upstream(message)) => {
+            let _ = tx
+                .send(api.stream_error_event(ErrorKind::Upstream, &message))
+                .await;
+            ic.end(Outcome::UpstreamError, Some(message));
+        }
+        Err(Stop::Reported(message)) => ic.end(Outcome::UpstreamError, Some(message)),
+    }
+}

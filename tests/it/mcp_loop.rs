@@ -1,0 +1,355 @@
+//! The injected-tool loop on Anthropic Messages, against the in-process test MCP server over
+//! streamable HTTP: the client sees one coherent message, the upstream a valid conversation.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aibridge::intercept::tool_loop::ToolSource;
+use aibridge::mcp::{RawMcpConfig, RawMcpServer, ToolRegistry, validate};
+use serde_json::{Value, json};
+
+use crate::records_of_kind;
+use crate::support::{Setup, TestBridge, interception_id};
+
+const MESSAGES: &str = "/anthropic/v1/messages";
+
+struct Fixture {
+    bridge: TestBridge,
+    mcp_url: String,
+    _server: test_mcp::HttpServer,
+}
+
+async fn start(max_loop_iterations: u32) -> Fixture {
+    let server = test_mcp::serve_http("127.0.0.1:0".parse().unwrap(), test_mcp::Options::default())
+        .await
+        .unwrap();
+    let mcp_url = server.url();
+    let raw = RawMcpConfig {
+        max_loop_iterations: Some(max_loop_iterations),
+        servers: vec![RawMcpServer {
+            name: "test".into(),
+            url: Some(mcp_url.clone()),
+            deny: vec!["^pid$".into(), "^toggle$".into()],
+            call_timeout: Some("500ms".into()),
+            ..Default::default()
+        }],
+    };
+    let config = validate(raw, &|_| None).unwrap();
+    let registry = ToolRegistry::start(&config, None);
+    registry.wait_ready(Duration::from_secs(10)).await;
+    assert!(
+        !registry.tools().is_empty(),
+        "the test MCP server offered no tools"
+    );
+    let bridge = TestBridge::start_with(Setup {
+        tools: Some(registry as Arc<dyn ToolSource>),
+        max_loop_iterations,
+        ..Default::default()
+    })
+    .await;
+    Fixture {
+        bridge,
+        mcp_url,
+        _server: server,
+    }
+}
+
+fn request(prompt: &str, stream: bool) -> Value {
+    json!({
+        "model": "claude-test-1",
+        "max_tokens": 256,
+        "stream": stream,
+        "tools": [{"name": "get_weather", "description": "Weather", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}, "cache_control": {"type": "ephemeral"}}],
+        "messages": [{"role": "user", "content": prompt}]
+    })
+}
+
+/// The message a client would accumulate from a stream, checking its shape on the way:
+/// one `message_start`, consecutive block indices, one `message_delta`, one `message_stop`.
+fn accumulate(stream: &str) -> Value {
+    let mut message = Value::Null;
+    let mut blocks: Vec<Value> = Vec::new();
+    let mut json_parts: Vec<String> = Vec::new();
+    let (mut starts, mut deltas, mut stops) = (0, 0, 0);
+    for event in stream.split("\n\n").filter(|e| !e.trim().is_empty()) {
+        let data = event
+            .lines()
+            .find_map(|l| l.strip_prefix("data: "))
+            .unwrap();
+        let v: Value = serde_json::from_str(data).unwrap();
+        match v["type"].as_str().unwrap() {
+            "message_start" => {
+                starts += 1;
+                message = v["message"].clone();
+            }
+            "content_block_start" => {
+                assert_eq!(
+                    v["index"].as_u64().unwrap() as usize,
+                    blocks.len(),
+                    "indices must be consecutive: {stream}"
+                );
+                blocks.push(v["content_block"].clone());
+                json_parts.push(String::new());
+            }
+            "content_block_delta" => {
+                let i = v["index"].as_u64().unwrap() as usize;
+                assert!(i < blocks.len(), "delta for an unknown block: {stream}");
+                let d = &v["delta"];
+                match d["type"].as_str().unwrap() {
+                    "text_delta" => {
+                        let t = blocks[i]["text"].as_str().unwrap_or("").to_owned()
+                            + d["text"].as_str().unwrap();
+                        blocks[i]["text"] = Value::String(t);
+                    }
+                    "input_json_delta" => {
+                        json_parts[i].push_str(d["partial_json"].as_str().unwrap())
+                    }
+                    _ => {}
+                }
+            }
+            "content_block_stop" => {
+                let i = v["index"].as_u64().unwrap() as usize;
+                if !json_parts[i].is_empty() {
+                    blocks[i]["input"] = serde_json::from_str(&json_parts[i]).unwrap();
+                }
+            }
+            "message_delta" => {
+                deltas += 1;
+                message["stop_reason"] = v["delta"]["stop_reason"].clone();
+                for (k, n) in v["usage"].as_object().unwrap() {
+                    message["usage"][k] = n.clone();
+                }
+            }
+            "message_stop" => stops += 1,
+            "ping" => {}
+            other => panic!("unexpected event {other}: {stream}"),
+        }
+    }
+    assert_eq!((starts, deltas, stops), (1, 1, 1), "{stream}");
+    message["content"] = Value::Array(blocks);
+    message
+}
+
+async fn exchange(
+    f: &Fixture,
+    prompt: &str,
+    stream: bool,
+) -> (Value, Vec<aibridge::record::Record>) {
+    let resp = f
+        .bridge
+        .post(MESSAGES, &[], request(prompt, stream).to_string())
+        .await;
+    assert_eq!(resp.status(), 200);
+    let id = interception_id(&resp);
+    let text = resp.text().await.unwrap();
+    let message = if stream {
+        accumulate(&text)
+    } else {
+        serde_json::from_str(&text).unwrap()
+    };
+    (message, f.bridge.records_of(id).await)
+}
+
+fn texts(message: &Value) -> Vec<String> {
+    message["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|b| b["text"].as_str().map(str::to_owned))
+        .collect()
+}
+
+fn tool_names(message: &Value) -> Vec<String> {
+    message["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["type"] == "tool_use")
+        .map(|b| b["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn one_injected_call_then_text() {
+    let f = start(10).await;
+    for stream in [false, true] {
+        let before = f.bridge.mock.requests().len();
+        let (message, records) = exchange(
+            &f,
+            r#"[[tool:bmcp_test_echo {"text":"hello-from-mcp"}]]"#,
+            stream,
+        )
+        .await;
+        assert_eq!(texts(&message), vec!["Tool result: hello-from-mcp"]);
+        assert!(tool_names(&message).is_empty(), "{message}");
+        assert_eq!(message["stop_reason"], "end_turn");
+        // Two upstream calls: 11 + 13 input, 3 + 5 output, summed for the client.
+        assert_eq!(message["usage"]["input_tokens"], 24, "{message}");
+        assert_eq!(message["usage"]["output_tokens"], 8, "{message}");
+        let tools = records_of_kind!(records, ToolUsage);
+        assert_eq!(tools.len(), 1, "{records:#?}");
+        let t = &tools[0];
+        assert_eq!(
+            (t.tool.as_str(), t.injected, t.invocation_error.as_deref()),
+            ("bmcp_test_echo", true, None)
+        );
+        assert_eq!(t.server_url.as_deref(), Some(f.mcp_url.as_str()));
+        assert_eq!(t.input, json!({"text": "hello-from-mcp"}));
+        let usage = records_of_kind!(records, TokenUsage);
+        assert_eq!(
+            usage
+                .iter()
+                .map(|u| (u.input_tokens, u.output_tokens))
+                .collect::<Vec<_>>(),
+            vec![(11, 3), (13, 5)]
+        );
+        // The conversation sent upstream: injected tools offered after the client's, then the
+        // assistant turn and its tool_result.
+        let reqs = f.bridge.mock.requests();
+        assert_eq!(reqs.len() - before, 2);
+        let first = reqs[before].json();
+        let names: Vec<_> = first["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(names[0], "get_weather");
+        assert!(names.contains(&"bmcp_test_echo".to_owned()));
+        assert!(
+            !names.contains(&"bmcp_test_pid".to_owned()),
+            "denied tool offered: {names:?}"
+        );
+        assert_eq!(
+            first["tools"][0]["cache_control"],
+            json!({"type": "ephemeral"})
+        );
+        let second = reqs[before + 1].json();
+        let msgs = second["messages"].as_array().unwrap();
+        assert_eq!(msgs.len(), 3);
+        assert_eq!(msgs[1]["role"], "assistant");
+        assert_eq!(msgs[1]["content"][0]["name"], "bmcp_test_echo");
+        assert_eq!(msgs[2]["content"][0]["type"], "tool_result");
+        assert_eq!(
+            msgs[2]["content"][0]["tool_use_id"],
+            msgs[1]["content"][0]["id"]
+        );
+        assert_eq!(
+            msgs[2]["content"][0]["content"][0]["text"],
+            "hello-from-mcp"
+        );
+    }
+}
+
+#[tokio::test]
+async fn two_injected_calls_in_one_turn_and_a_failing_one() {
+    let f = start(10).await;
+    for stream in [false, true] {
+        let (message, records) = exchange(
+            &f,
+            r#"[[tool:bmcp_test_echo {"text":"a"}]] [[tool:bmcp_test_add {"a":2,"b":3}]]"#,
+            stream,
+        )
+        .await;
+        assert_eq!(texts(&message), vec!["Tool result: a | 5"]);
+        assert_eq!(records_of_kind!(records, ToolUsage).len(), 2);
+
+        let (message, records) =
+            exchange(&f, r#"[[tool:bmcp_test_fail {"message":"boom"}]]"#, stream).await;
+        assert_eq!(texts(&message), vec!["Tool result: boom"]);
+        let t = &records_of_kind!(records, ToolUsage)[0];
+        assert_eq!(t.invocation_error.as_deref(), Some("boom"));
+        let last = f.bridge.mock.requests().last().unwrap().json();
+        let result = &last["messages"].as_array().unwrap().last().unwrap()["content"][0];
+        assert_eq!(result["is_error"], true);
+    }
+}
+
+#[tokio::test]
+async fn a_call_past_its_timeout_is_an_error_result() {
+    let f = start(10).await;
+    for stream in [false, true] {
+        let (message, records) =
+            exchange(&f, r#"[[tool:bmcp_test_slow {"ms":3000}]]"#, stream).await;
+        let t = &records_of_kind!(records, ToolUsage)[0];
+        let error = t.invocation_error.clone().expect("timeout recorded");
+        assert!(error.contains("timed out"), "{error}");
+        assert!(texts(&message)[0].starts_with("Tool result: "), "{message}");
+    }
+}
+
+#[tokio::test]
+async fn text_before_an_injected_call_reaches_the_client() {
+    let f = start(10).await;
+    for stream in [false, true] {
+        let (message, _) = exchange(
+            &f,
+            r#"[[text-then-tool:bmcp_test_echo {"text":"x"}]]"#,
+            stream,
+        )
+        .await;
+        assert_eq!(
+            texts(&message),
+            vec!["Calling bmcp_test_echo.", "Tool result: x"]
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_loop_stops_at_its_cap() {
+    let f = start(2).await;
+    for stream in [false, true] {
+        let before = f.bridge.mock.requests().len();
+        // Each echoed text asks for one more call: deeper than the cap.
+        let mut prompt = "done".to_owned();
+        for _ in 0..4 {
+            prompt = format!("[[tool:bmcp_test_echo {}]]", json!({ "text": prompt }));
+        }
+        let (message, records) = exchange(&f, &prompt, stream).await;
+        let calls = f.bridge.mock.requests().len() - before;
+        assert_eq!(
+            calls, 4,
+            "2 rounds of tools, the capped round, and the final answer"
+        );
+        assert!(tool_names(&message).is_empty());
+        assert!(
+            texts(&message).concat().contains("tool loop limit reached"),
+            "{message}"
+        );
+        let last = f.bridge.mock.requests().last().unwrap().json();
+        assert_eq!(last["tool_choice"], json!({"type": "none"}));
+        assert_eq!(records_of_kind!(records, TokenUsage).len(), 4);
+    }
+}
+
+#[tokio::test]
+async fn client_tools_still_work_beside_injected_ones() {
+    let f = start(10).await;
+    for stream in [false, true] {
+        let (message, records) =
+            exchange(&f, r#"[[tool:get_weather {"city":"Rome"}]]"#, stream).await;
+        assert_eq!(tool_names(&message), vec!["get_weather"]);
+        assert_eq!(message["stop_reason"], "tool_use");
+        let t = &records_of_kind!(records, ToolUsage)[0];
+        assert_eq!((t.tool.as_str(), t.injected), ("get_weather", false));
+
+        // A turn calling both: the client gets its call; the injected one is not run.
+        let (message, records) = exchange(
+            &f,
+            r#"[[tool:get_weather {"city":"Rome"}]] [[tool:bmcp_test_echo {"text":"y"}]]"#,
+            stream,
+        )
+        .await;
+        assert_eq!(tool_names(&message), vec!["get_weather"]);
+        let tools = records_of_kind!(records, ToolUsage);
+        assert_eq!(tools.len(), 2);
+        let skipped = tools.iter().find(|t| t.injected).unwrap();
+        assert!(
+            skipped
+                .invocation_error
+                .as_deref()
+                .unwrap()
+                .starts_with("not run")
+        );
+    }
+}
