@@ -7,6 +7,7 @@
 
 pub mod actor;
 pub mod api;
+pub mod audit;
 pub mod bridge;
 pub mod config;
 pub mod intercept;

@@ -12,6 +12,7 @@ mod mcp_loop;
 mod mcp_registry;
 mod support;
 
+mod audit_cli;
 mod audit_sql;
 mod pipeline;
 mod testdb;

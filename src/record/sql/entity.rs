@@ -8,7 +8,7 @@ pub mod interception {
     use sea_orm::entity::prelude::*;
 
     /// One interception.
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize)]
     #[sea_orm(table_name = "aibridge_interceptions")]
     pub struct Model {
         /// UUIDv7, as sent to the client in `x-aibridge-interception-id`.
@@ -67,7 +67,7 @@ pub mod token_usage {
     use sea_orm::entity::prelude::*;
 
     /// One token usage.
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize)]
     #[sea_orm(table_name = "aibridge_token_usages")]
     pub struct Model {
         /// Record id.
@@ -104,7 +104,7 @@ pub mod user_prompt {
     use sea_orm::entity::prelude::*;
 
     /// One prompt.
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize)]
     #[sea_orm(table_name = "aibridge_user_prompts")]
     pub struct Model {
         /// Record id.
@@ -136,7 +136,7 @@ pub mod tool_usage {
     use sea_orm::entity::prelude::*;
 
     /// One tool call.
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize)]
     #[sea_orm(table_name = "aibridge_tool_usages")]
     pub struct Model {
         /// Record id.
@@ -180,7 +180,7 @@ pub mod model_thought {
     use sea_orm::entity::prelude::*;
 
     /// One thought.
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize)]
     #[sea_orm(table_name = "aibridge_model_thoughts")]
     pub struct Model {
         /// Record id.
