@@ -59,7 +59,7 @@ impl Default for SqlOptions {
         Self {
             busy_timeout: Duration::from_secs(5),
             acquire_timeout: Duration::from_secs(5),
-            max_connections: 8,
+            max_connections: 4,
         }
     }
 }
