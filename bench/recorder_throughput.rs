@@ -94,7 +94,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let dir = tempfile::tempdir()?;
     let url = args.next().unwrap_or_else(|| {
-        format!("sqlite://{}?mode=rwc", dir.path().join("bench.db").display())
+        format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("bench.db").display()
+        )
     });
     let records: usize = args.next().map_or(Ok(300_000), |n| n.parse())?;
     let recorder = SqlRecorder::connect(&url).await?;

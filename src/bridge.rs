@@ -7,7 +7,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use axum::body::Body;
 use bytes::Bytes;
@@ -216,18 +215,8 @@ async fn intercept(
             tool_loop::run_blocking(state, ic, setup).await
         };
     }
-    let sent = Instant::now();
-    let resp = state
-        .http
-        .post(url)
-        .headers(headers)
-        .body(body)
-        .send()
-        .await;
-    match resp {
-        Err(e) => {
-            ic.upstream_answered(None, sent);
-            let message = format!("upstream unreachable: {}", e.without_url());
+    match ic.send(&state.http, &url, &headers, body).await {
+        Err(message) => {
             ic.end(
                 crate::record::Outcome::UpstreamUnavailable,
                 Some(message.clone()),
@@ -235,7 +224,6 @@ async fn intercept(
             error_response(provider.kind, ErrorKind::Upstream, &message, Some(ic.id))
         }
         Ok(resp) => {
-            ic.upstream_answered(Some(resp.status().as_u16()), sent);
             if !resp.status().is_success() {
                 blocking::relay_error(ic, resp, cap).await
             } else if stream && is_event_stream(resp.headers()) {

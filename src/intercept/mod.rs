@@ -125,6 +125,35 @@ impl Interception {
         &self.provider
     }
 
+    /// Sends one request upstream. Every upstream call of an interception goes through
+    /// here, so attempts, timing (and retry policy) live in one place. The error is a
+    /// message safe for the client: it never holds the URL's credentials or headers.
+    pub async fn send(
+        &mut self,
+        http: &reqwest::Client,
+        url: &str,
+        headers: &http::HeaderMap,
+        body: bytes::Bytes,
+    ) -> Result<reqwest::Response, String> {
+        let sent = Instant::now();
+        match http
+            .post(url)
+            .headers(headers.clone())
+            .body(body)
+            .send()
+            .await
+        {
+            Ok(resp) => {
+                self.upstream_answered(Some(resp.status().as_u16()), sent);
+                Ok(resp)
+            }
+            Err(e) => {
+                self.upstream_answered(None, sent);
+                Err(format!("upstream unreachable: {}", e.without_url()))
+            }
+        }
+    }
+
     /// Notes one upstream attempt and its status (if it answered), and its time to headers.
     pub fn upstream_answered(&mut self, status: Option<u16>, sent_at: Instant) {
         self.attempts += 1;

@@ -9,7 +9,7 @@
 //! Both the client's conversation and the one sent upstream stay valid.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Body;
 use bytes::Bytes;
@@ -124,24 +124,8 @@ async fn send(
     setup: &LoopSetup,
 ) -> Result<reqwest::Response, String> {
     let body = serde_json::to_vec(&setup.body).map_err(|e| e.to_string())?;
-    let sent = Instant::now();
-    match state
-        .http
-        .post(&setup.url)
-        .headers(setup.headers.clone())
-        .body(body)
-        .send()
+    ic.send(&state.http, &setup.url, &setup.headers, Bytes::from(body))
         .await
-    {
-        Ok(resp) => {
-            ic.upstream_answered(Some(resp.status().as_u16()), sent);
-            Ok(resp)
-        }
-        Err(e) => {
-            ic.upstream_answered(None, sent);
-            Err(format!("upstream unreachable: {}", e.without_url()))
-        }
-    }
 }
 
 /// Runs every injected call of a turn concurrently and records each.
