@@ -453,3 +453,110 @@ async fn metrics_count_interceptions_and_tokens() {
     );
     assert!(m.contains("aibridge_upstream_ttfb_seconds_count"), "{m}");
 }
+
+/// Replays a fixture pair (blocking JSON, SSE transcript) and returns the records of each.
+async fn replay(bridge: &TestBridge, name: &str) -> [Vec<Record>; 2] {
+    use mock_upstream::{MockResponse, fixture};
+    let mut out = Vec::new();
+    for stream in [false, true] {
+        if stream {
+            bridge
+                .mock
+                .enqueue(MockResponse::sse_fixture(&format!("anthropic/{name}.sse")));
+        } else {
+            bridge.mock.enqueue(MockResponse::json_fixture(
+                200,
+                &format!("anthropic/{name}.json"),
+            ));
+        }
+        let resp = bridge
+            .post(MESSAGES, &[], request("replay", stream).to_string())
+            .await;
+        assert_eq!(resp.status(), 200);
+        let id = interception_id(&resp);
+        let body = resp.bytes().await.unwrap();
+        // Events the bridge has no reason to change arrive as the exact bytes sent.
+        let sent = fixture(&format!(
+            "anthropic/{name}.{}",
+            if stream { "sse" } else { "json" }
+        ));
+        assert_eq!(body, sent, "{name} stream={stream}");
+        out.push(bridge.records_of(id).await);
+    }
+    out.try_into().unwrap()
+}
+
+#[tokio::test]
+async fn fixtures_thinking_then_tool_use() {
+    let bridge = TestBridge::start().await;
+    for records in replay(&bridge, "thinking_then_tool_use").await {
+        let thoughts = records_of_kind!(records, ModelThought);
+        assert_eq!(thoughts.len(), 1, "{records:#?}");
+        assert_eq!(thoughts[0].metadata["source"], "thinking");
+        let tools = records_of_kind!(records, ToolUsage);
+        assert_eq!(tools.len(), 1);
+        assert_eq!(
+            (tools[0].tool.as_str(), tools[0].input.clone()),
+            ("search_docs", json!({"query": "release notes"}))
+        );
+        let u = &records_of_kind!(records, TokenUsage)[0];
+        assert_eq!((u.input_tokens, u.output_tokens), (520, 180));
+    }
+}
+
+#[tokio::test]
+async fn fixtures_cache_usage_and_parallel_tools() {
+    let bridge = TestBridge::start().await;
+    for records in replay(&bridge, "cache_usage").await {
+        let u = &records_of_kind!(records, TokenUsage)[0];
+        assert_eq!(
+            (
+                u.input_tokens,
+                u.output_tokens,
+                u.cache_read_input_tokens,
+                u.cache_write_input_tokens
+            ),
+            (12, 40, 1800, 250)
+        );
+    }
+    for records in replay(&bridge, "parallel_tool_use").await {
+        let tools: Vec<_> = records_of_kind!(records, ToolUsage)
+            .into_iter()
+            .map(|t| (t.tool, t.input))
+            .collect();
+        assert_eq!(
+            tools,
+            vec![
+                (
+                    "get_weather".to_owned(),
+                    json!({"location": "Paris, France"})
+                ),
+                ("get_time".to_owned(), json!({"timezone": "Europe/Paris"})),
+            ]
+        );
+        let u = &records_of_kind!(records, TokenUsage)[0];
+        assert_eq!((u.input_tokens, u.output_tokens), (430, 95));
+    }
+}
+
+#[tokio::test]
+async fn fixtures_sse_edge_cases_relay_exactly() {
+    let bridge = TestBridge::start().await;
+    let streamed = replay_stream_only(&bridge, "sse_edge_cases").await;
+    let u = &records_of_kind!(streamed, TokenUsage)[0];
+    assert_eq!((u.input_tokens, u.output_tokens), (25, 3));
+}
+
+async fn replay_stream_only(bridge: &TestBridge, name: &str) -> Vec<Record> {
+    use mock_upstream::{MockResponse, fixture};
+    bridge
+        .mock
+        .enqueue(MockResponse::sse_fixture(&format!("anthropic/{name}.sse")));
+    let resp = bridge
+        .post(MESSAGES, &[], request("replay", true).to_string())
+        .await;
+    let id = interception_id(&resp);
+    let body = resp.bytes().await.unwrap();
+    assert_eq!(body, fixture(&format!("anthropic/{name}.sse")));
+    bridge.records_of(id).await
+}
