@@ -51,10 +51,32 @@ enum Command {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Query the audit database (table output, or `--json`).
+    Audit {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(subcommand)]
+        command: aibridge::audit::AuditCommand,
+    },
+    /// MCP tools.
+    Mcp {
+        #[command(subcommand)]
+        command: McpCommand,
+    },
     /// Configuration tools.
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum McpCommand {
+    /// Print the tools that would be injected, with their server; fails if a server cannot
+    /// be reached.
+    Tools {
+        #[command(flatten)]
+        config: ConfigArg,
     },
 }
 
@@ -77,6 +99,18 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Serve { config, no_migrate } => serve(config.config, no_migrate).await,
             Command::Migrate { config } => migrate(config.config).await,
+            Command::Audit { config, command } => {
+                let config = load(config.config)?;
+                let mut out = std::io::stdout().lock();
+                Ok(aibridge::audit::run(command, &config.database_url, &mut out).await?)
+            }
+            Command::Mcp {
+                command: McpCommand::Tools { config },
+            } => {
+                let config = load(config.config)?;
+                let mut out = std::io::stdout().lock();
+                Ok(aibridge::mcp::tools_report(&config.mcp, &mut out).await?)
+            }
             Command::Config {
                 command: ConfigCommand::Check { config },
             } => check(config.config),
