@@ -8,6 +8,7 @@
 
 mod anthropic;
 mod auth;
+mod example;
 mod mcp_loop;
 mod mcp_registry;
 mod support;
