@@ -254,6 +254,7 @@ fn loop_setup(
     if !wants_injection(state, &value) {
         return None;
     }
+    let rewriter = loop_api.rewriter(&value);
     loop_api.inject_tools(&mut value, &tools);
     Some(LoopSetup {
         tools: source.clone(),
@@ -262,6 +263,7 @@ fn loop_setup(
         headers: headers.clone(),
         body: value,
         max_iterations: state.max_loop_iterations,
+        rewriter: Some(rewriter),
     })
 }
 

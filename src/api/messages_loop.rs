@@ -195,7 +195,7 @@ impl LoopApi for MessagesLoop {
         next
     }
 
-    fn rewriter(&self) -> Box<dyn StreamRewriter> {
+    fn rewriter(&self, _request: &Value) -> Box<dyn StreamRewriter> {
         Box::new(MessagesRewriter::default())
     }
 }

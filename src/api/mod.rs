@@ -2,9 +2,11 @@
 //! what the request asks for ([`RequestInfo`]), what a response or stream event says
 //! ([`Observer`]), and how an error the bridge makes looks.
 
+pub mod chat_loop;
 pub mod client;
 pub mod messages;
 pub mod messages_loop;
+pub mod responses_loop;
 
 use bytes::Bytes;
 use http::StatusCode;
@@ -69,7 +71,8 @@ impl ApiKind {
     pub fn loop_api(self) -> Option<&'static dyn crate::intercept::tool_loop::LoopApi> {
         match self {
             ApiKind::Messages => Some(&messages_loop::MESSAGES_LOOP),
-            ApiKind::ChatCompletions | ApiKind::Responses => None,
+            ApiKind::ChatCompletions => Some(&chat_loop::CHAT_LOOP),
+            ApiKind::Responses => Some(&responses_loop::RESPONSES_LOOP),
         }
     }
 

@@ -81,12 +81,13 @@ pub trait LoopApi: Send + Sync + 'static {
     /// Folds a response into what the client gets: earlier visible output kept, injected
     /// calls hidden, usage summed.
     fn merge(&self, earlier: Option<Value>, next: Value, injected: &dyn Fn(&str) -> bool) -> Value;
-    /// A stream rewriter for one client stream.
-    fn rewriter(&self) -> Box<dyn StreamRewriter>;
+    /// A stream rewriter for one client stream, given the client's request as sent (before
+    /// injection).
+    fn rewriter(&self, request: &Value) -> Box<dyn StreamRewriter>;
 }
 
 /// Turns several upstream streams into one client stream.
-pub trait StreamRewriter: Send + 'static {
+pub trait StreamRewriter: Send + Sync + 'static {
     /// A new upstream response begins.
     fn begin(&mut self);
     /// One upstream event: what (if anything) the client gets now goes into `out`.
@@ -113,6 +114,8 @@ pub struct LoopSetup {
     pub body: Value,
     /// Tool rounds before the model is made to answer.
     pub max_iterations: u32,
+    /// For a streaming client: the rewriter made from the client's own request.
+    pub rewriter: Option<Box<dyn StreamRewriter>>,
 }
 
 const KEEPALIVE_EVERY: Duration = Duration::from_secs(10);
@@ -304,7 +307,10 @@ async fn drive_stream(
     let api = ic.api();
     let tools = setup.tools.clone();
     let injected = |name: &str| tools.is_injected(name);
-    let mut rewriter = setup.api.rewriter();
+    let mut rewriter = match setup.rewriter.take() {
+        Some(rewriter) => rewriter,
+        None => setup.api.rewriter(&setup.body),
+    };
     let mut next = Some(first);
     let mut round = 0u32;
     let mut out = Vec::new();

@@ -14,7 +14,10 @@ fn example_config_is_valid() {
     let names: Vec<_> = config.providers.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, ["anthropic", "openai"]);
     assert_eq!(config.mcp.servers.len(), 2);
-    assert!(matches!(config.mcp.servers[0].transport, McpTransport::Stdio { .. }));
+    assert!(matches!(
+        config.mcp.servers[0].transport,
+        McpTransport::Stdio { .. }
+    ));
     assert!(config.mcp.servers[1].filter.permits("echo"));
     assert!(!config.mcp.servers[1].filter.permits("longRunningOperation"));
 }
