@@ -186,6 +186,13 @@ async fn intercept(
             return error_response(provider.kind, ErrorKind::InvalidRequest, &bad.message, None);
         }
     };
+    let body = match api.upstream_body(&info, body) {
+        Ok(body) => body,
+        Err(bad) => {
+            reject(&state, &provider.name, "invalid_body");
+            return error_response(provider.kind, ErrorKind::InvalidRequest, &bad.message, None);
+        }
+    };
     let (headers, credential) = upstream_headers(&parts.headers, &provider, &actor, true);
     let session_id = client::session_from_headers(&parts.headers).or(info.session_id.clone());
     let stream = info.stream;

@@ -70,6 +70,7 @@ pub fn inspect(body: &[u8]) -> Result<RequestInfo, BadRequest> {
         prompt,
         session_id,
         metadata: Map::new(),
+        add_stream_usage: false,
     })
 }
 

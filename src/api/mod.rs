@@ -2,10 +2,13 @@
 //! what the request asks for ([`RequestInfo`]), what a response or stream event says
 //! ([`Observer`]), and how an error the bridge makes looks.
 
+pub mod chat_completions;
 pub mod chat_loop;
 pub mod client;
 pub mod messages;
 pub mod messages_loop;
+mod openai;
+pub mod responses;
 pub mod responses_loop;
 
 use bytes::Bytes;
@@ -35,6 +38,8 @@ impl ApiKind {
         let rest = rest.trim_end_matches('/');
         match (kind, rest) {
             (ProviderKind::Anthropic, "/v1/messages") => Some(ApiKind::Messages),
+            (ProviderKind::OpenAi, "/v1/chat/completions") => Some(ApiKind::ChatCompletions),
+            (ProviderKind::OpenAi, "/v1/responses") => Some(ApiKind::Responses),
             _ => None,
         }
     }
@@ -52,18 +57,28 @@ impl ApiKind {
     pub fn inspect(self, body: &[u8]) -> Result<RequestInfo, BadRequest> {
         match self {
             ApiKind::Messages => messages::inspect(body),
-            ApiKind::ChatCompletions | ApiKind::Responses => {
-                Err(BadRequest::new("this API is not bridged by this build"))
-            }
+            ApiKind::ChatCompletions => chat_completions::inspect(body),
+            ApiKind::Responses => responses::inspect(body),
         }
     }
 
-    /// A fresh observer for one upstream response.
-    pub fn observer(self) -> Box<dyn Observer> {
+    /// The body to send upstream: the client's bytes, unless the request needs an edit
+    /// ([`RequestInfo::add_stream_usage`]).
+    pub fn upstream_body(self, info: &RequestInfo, body: Bytes) -> Result<Bytes, BadRequest> {
         match self {
-            ApiKind::Messages | ApiKind::ChatCompletions | ApiKind::Responses => {
-                Box::new(messages::MessagesObserver::default())
+            ApiKind::ChatCompletions if info.add_stream_usage => {
+                chat_completions::with_stream_usage(&body)
             }
+            ApiKind::Messages | ApiKind::ChatCompletions | ApiKind::Responses => Ok(body),
+        }
+    }
+
+    /// A fresh observer for one upstream response to the request described by `info`.
+    pub fn observer(self, info: &RequestInfo) -> Box<dyn Observer> {
+        match self {
+            ApiKind::Messages => Box::new(messages::MessagesObserver::default()),
+            ApiKind::ChatCompletions => Box::new(chat_completions::ChatObserver::new(info)),
+            ApiKind::Responses => Box::new(responses::ResponsesObserver::default()),
         }
     }
 
@@ -116,6 +131,10 @@ pub struct RequestInfo {
     pub session_id: Option<String>,
     /// Extra facts kept on the interception (`previous_response_id`, …).
     pub metadata: Map<String, Value>,
+    /// Chat Completions streams only: the client did not ask for
+    /// `stream_options.include_usage`, so the bridge asks upstream for it (to record usage)
+    /// and hides the extra usage-only chunk from the client.
+    pub add_stream_usage: bool,
 }
 
 /// A request body the bridge refuses (400, nothing goes upstream).

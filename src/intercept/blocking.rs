@@ -61,7 +61,7 @@ pub async fn relay(
             );
         }
     };
-    let mut observer = ic.api().observer();
+    let mut observer = ic.observer();
     observer.on_body(&body);
     let obs = observer.take();
     let outcome = if obs.error.is_some() {

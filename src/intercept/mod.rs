@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::actor::Actor;
-use crate::api::{ApiKind, Observation, RequestInfo};
+use crate::api::{ApiKind, Observation, Observer, RequestInfo};
 use crate::bridge::BridgeState;
 use crate::mcp::ToolCallResult;
 use crate::metrics::{
@@ -54,6 +54,8 @@ pub struct Interception {
     model: String,
     client: &'static str,
     prompt: Option<String>,
+    /// What observers of this request's responses need to know about it.
+    request: RequestInfo,
     started: Instant,
     attempts: u32,
     last_status: Option<u16>,
@@ -69,6 +71,11 @@ impl Interception {
         start: Start<'_>,
     ) -> Interception {
         let id = new_id();
+        let request = RequestInfo {
+            prompt: None,
+            metadata: Map::new(),
+            ..start.info.clone()
+        };
         let mut metadata: Map<String, Value> = start.info.metadata;
         if !start.actor.metadata.is_empty() {
             let actor_meta = start
@@ -108,6 +115,7 @@ impl Interception {
             model: start.info.model,
             client: start.client,
             prompt: start.info.prompt,
+            request,
             started: Instant::now(),
             attempts: 0,
             last_status: None,
@@ -118,6 +126,11 @@ impl Interception {
     /// The wire API.
     pub fn api(&self) -> ApiKind {
         self.api
+    }
+
+    /// A fresh observer for one upstream response.
+    pub fn observer(&self) -> Box<dyn Observer> {
+        self.api.observer(&self.request)
     }
 
     /// The provider.

@@ -24,7 +24,7 @@ pub fn relay(ic: Interception, resp: reqwest::Response) -> Response<Body> {
     let status = resp.status();
     let headers = client_headers(resp.headers(), false);
     let id = ic.id;
-    let observer = ic.api().observer();
+    let observer = ic.observer();
     let relay = Relay {
         upstream: Box::pin(resp.bytes_stream()),
         decoder: SseDecoder::default(),
