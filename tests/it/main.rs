@@ -11,6 +11,8 @@ mod auth;
 mod example;
 mod mcp_loop;
 mod mcp_registry;
+mod openai_chat;
+mod openai_responses;
 mod support;
 
 mod audit_cli;
