@@ -7,8 +7,7 @@ use serde_json::{Value, json};
 
 use crate::support::{Setup, TestBridge, interception_id};
 
-/// The client's own key (bring-your-own-key mode) and its masked hint.
-pub(crate) const KEY: &str = "sk-client-0123456789abcdef";
+/// The masked hint of the client's own key (bring-your-own-key mode), sent as [`AUTH`].
 pub(crate) const KEY_HINT: &str = "sk-c…cdef";
 const PATH: &str = "/openai/v1/chat/completions";
 
@@ -144,7 +143,7 @@ fn body(stream: bool, include_usage: bool) -> String {
 }
 
 const PROMPT: &str = "weather in\nParis?";
-const AUTH: (&str, &str) = ("authorization", "Bearer sk-client-0123456789abcdef");
+pub(crate) const AUTH: (&str, &str) = ("authorization", "Bearer sk-client-0123456789abcdef");
 
 async fn post(bridge: &TestBridge, body: &str) -> reqwest::Response {
     bridge.post(PATH, &[AUTH], body.to_owned()).await
@@ -536,7 +535,7 @@ async fn bridge_errors_use_openai_format_and_nothing_goes_upstream() {
     ] {
         let resp = post(&bridge, sent).await;
         assert_eq!(resp.status(), 400);
-        let v: Value = resp.json().await.unwrap();
+        let v: Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
         assert_eq!(v["error"]["type"], "invalid_request_error", "{v}");
         assert_eq!(v["error"]["param"], Value::Null);
         assert_eq!(v["error"]["code"], Value::Null);

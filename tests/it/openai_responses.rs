@@ -4,11 +4,10 @@
 use mock_upstream::MockResponse;
 use serde_json::{Value, json};
 
-use crate::openai_chat::{ended, interception, prompt, records, thought, tool, usage};
+use crate::openai_chat::{AUTH, ended, interception, prompt, records, thought, tool, usage};
 use crate::support::TestBridge;
 
 const PATH: &str = "/openai/v1/responses";
-const AUTH: (&str, &str) = ("authorization", "Bearer sk-client-0123456789abcdef");
 const RESP: &str = "resp_1";
 
 fn response(status: &str, output: Value, usage: Value) -> Value {
@@ -448,7 +447,7 @@ async fn background_is_refused_before_anything_goes_upstream() {
     let bridge = TestBridge::start().await;
     let resp = post(&bridge, &request(false, json!({"background": true}))).await;
     assert_eq!(resp.status(), 400);
-    let v: Value = resp.json().await.unwrap();
+    let v: Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
     assert_eq!(v["error"]["type"], "invalid_request_error");
     assert!(
         v["error"]["message"]
