@@ -111,9 +111,11 @@ def test_upstream_errors_reach_the_sdk(via_bridge):
         c.responses.create(model="gpt-5", input="[[status:429]]", stream=True)
     with pytest.raises(openai.APIError):
         list(c.chat.completions.create(model="gpt-5", messages=[{"role": "user", "content": "[[error:overloaded]]"}], stream=True))
-    with pytest.raises(openai.APIError):
-        with c.responses.stream(model="gpt-5", input="[[error:overloaded]]") as events:
-            events.get_final_response()
+    # The Responses stream helper hands error events to the caller as typed events.
+    for directive, kind in [("[[error:overloaded]]", "error"), ("[[error:failed]]", "response.failed")]:
+        with c.responses.stream(model="gpt-5", input=directive) as events:
+            kinds = [event.type for event in events]
+        assert kinds[-1] == kind, kinds
 
 
 @pytest.mark.bridge
