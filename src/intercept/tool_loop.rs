@@ -206,7 +206,7 @@ pub async fn run_blocking(
                 return error_response(kind, ErrorKind::Upstream, &message, Some(ic.id));
             }
         };
-        let mut observer = ic.api().observer();
+        let mut observer = ic.observer();
         observer.on_body(&body);
         let obs = observer.take();
         let response_id = obs.response_id.clone().unwrap_or_default();
@@ -334,7 +334,7 @@ async fn drive_stream(
                 }
             };
             rewriter.begin();
-            let mut observer: Box<dyn Observer> = api.observer();
+            let mut observer: Box<dyn Observer> = ic.observer();
             let mut decoder = SseDecoder::default();
             let mut upstream = resp.bytes_stream();
             while let Some(chunk) = upstream.next().await {
