@@ -562,24 +562,31 @@ async fn centralized_key_replaces_the_clients() {
     )
     .to_string();
     bridge.mock.enqueue(MockResponse::json(200, answer));
-    let resp = post(
-        &bridge,
-        r#"{"model":"gpt-5","messages":[{"role":"user","content":"hi"}]}"#,
-    )
-    .await;
+    let headers = [
+        AUTH,
+        ("session_id", "sess-1"),
+        ("originator", "codex_cli_rs"),
+        ("x-unknown-thing", "1"),
+    ];
+    let sent = r#"{"model":"gpt-5","messages":[{"role":"user","content":"hi"}]}"#;
+    let resp = bridge.post(PATH, &headers, sent).await;
     let recs = records(&bridge, &resp).await;
     let upstream = &bridge.mock.requests()[0];
     assert_eq!(
         upstream.header("authorization"),
         Some("Bearer sk-proj-central-key-9999")
     );
+    for (name, value) in &headers[1..] {
+        assert_eq!(upstream.header(name), Some(*value), "{name}");
+    }
     assert_eq!(
         recs,
         vec![
             interception(
                 "chat_completions",
                 false,
-                json!({"credential_kind": "centralized", "credential_hint": "sk-p…9999"})
+                json!({"credential_kind": "centralized", "credential_hint": "sk-p…9999",
+                    "client": "codex", "client_session_id": "sess-1"})
             ),
             prompt("chatcmpl-1", "hi"),
             ended("completed", 200, json!({})),
