@@ -186,7 +186,8 @@ async fn intercept(
             return error_response(provider.kind, ErrorKind::InvalidRequest, &bad.message, None);
         }
     };
-    let body = match api.upstream_body(&info, body) {
+    // The tool loop edits the client's body itself; the plain relay may need its own edit.
+    let relay_body = match api.upstream_body(&info, body.clone()) {
         Ok(body) => body,
         Err(bad) => {
             reject(&state, &provider.name, "invalid_body");
@@ -222,7 +223,7 @@ async fn intercept(
             tool_loop::run_blocking(state, ic, setup).await
         };
     }
-    match ic.send(&state.http, &url, &headers, body).await {
+    match ic.send(&state.http, &url, &headers, relay_body).await {
         Err(message) => {
             ic.end(
                 crate::record::Outcome::UpstreamUnavailable,
