@@ -238,7 +238,26 @@ async fn serve(path: Option<PathBuf>, no_migrate: bool) -> anyhow::Result<()> {
     }
     tracing::info!(%addr, "listening");
     println!("listening on http://{addr}");
-    ready.set(true);
+    // Ready once every MCP server was tried (connected or failed), so the first requests
+    // already see the injected tools; serving never waits on a server that does not answer.
+    match tools.clone() {
+        Some(registry) => {
+            let ready = ready.clone();
+            let wait = config
+                .mcp
+                .servers
+                .iter()
+                .map(|s| s.connect_timeout)
+                .max()
+                .unwrap_or_default()
+                * 2;
+            tokio::spawn(async move {
+                registry.wait_ready(wait).await;
+                ready.set(true);
+            });
+        }
+        None => ready.set(true),
+    }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut stop_for_server = stop_rx.clone();
