@@ -10,6 +10,7 @@ mod anthropic;
 mod auth;
 mod example;
 mod mcp_loop;
+mod mcp_loop_openai;
 mod mcp_registry;
 mod openai_chat;
 mod openai_responses;
