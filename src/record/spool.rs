@@ -96,7 +96,15 @@ impl Spool {
     /// Adds records at the back.
     pub fn append(&mut self, records: &[Record]) -> io::Result<()> {
         match &mut self.backing {
-            Backing::File { append, .. } => append.write_all(&encode(records)?)?,
+            Backing::File { append, .. } => {
+                let bytes = encode(records)?;
+                let before = append.metadata()?.len();
+                if let Err(err) = append.write_all(&bytes) {
+                    // Never leave a partial line for the next append to glue onto.
+                    let _ = append.set_len(before);
+                    return Err(err);
+                }
+            }
             Backing::Memory(queue) => queue.extend(records.iter().cloned()),
         }
         self.pending += records.len();

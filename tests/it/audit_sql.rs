@@ -16,6 +16,7 @@ on_both_backends!(
     writing_a_batch_twice_keeps_one_row_each,
     a_record_that_cannot_fit_is_rejected,
     migrations_go_down_and_up_again,
+    nul_characters_do_not_lose_the_record,
 );
 
 async fn writes_each_kind_as_one_row(db: TestDb) {
@@ -180,4 +181,32 @@ async fn migrations_go_down_and_up_again(db: TestDb) {
         .await
         .unwrap();
     assert_eq!(interception::Entity::find().count(conn).await.unwrap(), 1);
+}
+
+async fn nul_characters_do_not_lose_the_record(db: TestDb) {
+    let recorder = db.recorder().await;
+    let mut records = sample::interception("eve", "m\0odel", 0);
+    for r in &mut records {
+        match r {
+            Record::Prompt(p) => p.prompt = "before\0after".into(),
+            Record::ToolUsage(t) => t.input = json!({"k\0": ["v\0"]}),
+            _ => {}
+        }
+    }
+    recorder.record_batch(&records).await.unwrap();
+    let conn = recorder.connection();
+    let prompt = user_prompt::Entity::find()
+        .one(conn)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(prompt.prompt, "before\u{fffd}after");
+    let tool = tool_usage::Entity::find().one(conn).await.unwrap().unwrap();
+    assert_eq!(tool.input, json!({"k\u{fffd}": ["v\u{fffd}"]}));
+    let row = interception::Entity::find()
+        .one(conn)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.model, "m\u{fffd}odel");
 }

@@ -16,6 +16,7 @@ mod openai_chat;
 mod openai_responses;
 mod support;
 
+mod audit_bridge;
 mod audit_cli;
 mod audit_sql;
 mod pipeline;

@@ -137,9 +137,12 @@ impl Batcher {
         }
         state.spooling = true;
         let count = rest.len();
-        metrics.count(&rest, RecordResult::Spooled);
+        let kinds: Vec<&'static str> = rest.iter().map(Record::kind).collect();
         match state.spool.prepend(rest) {
             Ok(()) => {
+                for kind in kinds {
+                    metrics.count_kind(kind, RecordResult::Spooled, 1);
+                }
                 metrics.spool_depth_gauge().inc_by(count as i64);
                 tracing::warn!(records = count, "record sink unavailable; spooling");
             }
@@ -165,15 +168,22 @@ impl Batcher {
             }
         };
         if chunk.records.is_empty() && chunk.corrupt == 0 {
-            let mut state = self.shared.lock();
-            match state.spool.reset_if_drained() {
-                Ok(true) => {
-                    state.spooling = false;
-                    metrics.spool_depth_gauge().set(0);
-                    tracing::info!("record spool replayed");
+            let still_spooling = {
+                let mut state = self.shared.lock();
+                match state.spool.reset_if_drained() {
+                    Ok(true) => {
+                        state.spooling = false;
+                        metrics.spool_depth_gauge().set(0);
+                        tracing::info!("record spool replayed");
+                    }
+                    Ok(false) => {}
+                    Err(err) => tracing::error!(error = %err, "cannot truncate the record spool"),
                 }
-                Ok(false) => {}
-                Err(err) => tracing::error!(error = %err, "cannot truncate the record spool"),
+                state.spooling
+            };
+            if still_spooling {
+                // Nothing readable, yet the file is not empty: do not spin.
+                self.pause(self.max_backoff, deadline).await;
             }
             return;
         }

@@ -29,16 +29,16 @@ pub(super) async fn write_batch(db: &DatabaseConnection, records: &[Record]) -> 
             Record::Interception(r) => interceptions.push(
                 interception::Model {
                     id: r.id.to_string(),
-                    initiator_id: r.initiator_id.clone(),
-                    provider: r.provider.clone(),
-                    provider_name: r.provider_name.clone(),
-                    api: r.api.clone(),
-                    model: r.model.clone(),
-                    client: r.client.clone(),
-                    user_agent: r.user_agent.clone(),
-                    client_session_id: r.client_session_id.clone(),
-                    credential_kind: r.credential_kind.clone(),
-                    credential_hint: r.credential_hint.clone(),
+                    initiator_id: text(&r.initiator_id),
+                    provider: text(&r.provider),
+                    provider_name: text(&r.provider_name),
+                    api: text(&r.api),
+                    model: text(&r.model),
+                    client: text(&r.client),
+                    user_agent: r.user_agent.as_deref().map(text),
+                    client_session_id: r.client_session_id.as_deref().map(text),
+                    credential_kind: text(&r.credential_kind),
+                    credential_hint: r.credential_hint.as_deref().map(text),
                     streaming: r.streaming,
                     started_at: r.started_at,
                     ended_at: None,
@@ -55,7 +55,7 @@ pub(super) async fn write_batch(db: &DatabaseConnection, records: &[Record]) -> 
                 token_usage::Model {
                     id: r.id.to_string(),
                     interception_id: r.interception_id.to_string(),
-                    provider_response_id: r.provider_response_id.clone(),
+                    provider_response_id: text(&r.provider_response_id),
                     input_tokens: r.input_tokens,
                     output_tokens: r.output_tokens,
                     cache_read_input_tokens: r.cache_read_input_tokens,
@@ -69,8 +69,8 @@ pub(super) async fn write_batch(db: &DatabaseConnection, records: &[Record]) -> 
                 user_prompt::Model {
                     id: r.id.to_string(),
                     interception_id: r.interception_id.to_string(),
-                    provider_response_id: r.provider_response_id.clone(),
-                    prompt: r.prompt.clone(),
+                    provider_response_id: text(&r.provider_response_id),
+                    prompt: text(&r.prompt),
                     metadata: object(&r.metadata),
                     created_at: r.created_at,
                 }
@@ -80,13 +80,13 @@ pub(super) async fn write_batch(db: &DatabaseConnection, records: &[Record]) -> 
                 tool_usage::Model {
                     id: r.id.to_string(),
                     interception_id: r.interception_id.to_string(),
-                    provider_response_id: r.provider_response_id.clone(),
-                    provider_tool_call_id: r.provider_tool_call_id.clone(),
-                    server_url: r.server_url.clone(),
-                    tool: r.tool.clone(),
-                    input: r.input.clone(),
+                    provider_response_id: text(&r.provider_response_id),
+                    provider_tool_call_id: r.provider_tool_call_id.as_deref().map(text),
+                    server_url: r.server_url.as_deref().map(text),
+                    tool: text(&r.tool),
+                    input: json(&r.input),
                     injected: r.injected,
-                    invocation_error: r.invocation_error.clone(),
+                    invocation_error: r.invocation_error.as_deref().map(text),
                     metadata: object(&r.metadata),
                     created_at: r.created_at,
                 }
@@ -96,7 +96,7 @@ pub(super) async fn write_batch(db: &DatabaseConnection, records: &[Record]) -> 
                 model_thought::Model {
                     id: r.id.to_string(),
                     interception_id: r.interception_id.to_string(),
-                    content: r.content.clone(),
+                    content: text(&r.content),
                     metadata: object(&r.metadata),
                     created_at: r.created_at,
                 }
@@ -158,5 +158,20 @@ async fn apply_end(
 }
 
 fn object(map: &Map<String, Value>) -> Value {
-    Value::Object(map.clone())
+    json(&Value::Object(map.clone()))
+}
+
+/// PostgreSQL refuses NUL in `text` and `jsonb`; a client can send one in any string, and the
+/// record must still be stored, so NUL becomes U+FFFD on both backends.
+fn text(s: &str) -> String {
+    s.replace('\0', "\u{fffd}")
+}
+
+fn json(value: &Value) -> Value {
+    match value {
+        Value::String(s) => Value::String(text(s)),
+        Value::Array(items) => Value::Array(items.iter().map(json).collect()),
+        Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (text(k), json(v))).collect()),
+        other => other.clone(),
+    }
 }

@@ -1,0 +1,240 @@
+//! Requests through the bridge end as the exact rows expected in a real database, and the
+//! audit CLI (in-process and the built binary) prints them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aibridge::audit::{AuditCommand, Filters, InterceptionsArgs, ShowArgs, run};
+use aibridge::config::{AuthConfig, Limits};
+use aibridge::metrics::{Metrics, new_registry};
+use aibridge::provider::{ProviderConfig, ProviderKind};
+use aibridge::record::sql::entity::{interception, token_usage, tool_usage, user_prompt};
+use aibridge::record::{Pipeline, PipelineConfig, SqlRecorder};
+use aibridge::server::{Readiness, app};
+use aibridge::{Authenticator, BridgeOptions, RequestBridge};
+use mock_upstream::MockUpstream;
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use serde_json::{Value, json};
+
+use crate::testdb::{TestDb, on_both_backends};
+
+on_both_backends!(blocking_and_streaming_requests_become_rows);
+
+/// The bridge on 127.0.0.1:0, recording into `recorder` through the real pipeline.
+async fn bridge(db: &TestDb, recorder: SqlRecorder) -> (String, MockUpstream, Pipeline) {
+    let mock = MockUpstream::start().await;
+    let (queue, pipeline) = Pipeline::start(
+        Arc::new(recorder),
+        PipelineConfig {
+            spool_path: Some(db.path("aibridge.spool")),
+            ..PipelineConfig::default()
+        },
+    );
+    let mut registry = new_registry();
+    let bridge = RequestBridge::new(BridgeOptions {
+        providers: vec![ProviderConfig {
+            name: "anthropic".into(),
+            kind: ProviderKind::Anthropic,
+            base_url: mock.url(),
+            api_key: None,
+            send_actor_headers: false,
+        }],
+        queue,
+        metrics: Metrics::register(&mut registry),
+        limits: Limits::default(),
+        tools: None,
+        max_loop_iterations: 10,
+        skip_injection_models: Vec::new(),
+    })
+    .unwrap();
+    let ready = Readiness::default();
+    ready.set(true);
+    let router = app(
+        bridge,
+        Authenticator::new(AuthConfig::default()),
+        Arc::new(registry),
+        ready,
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    (url, mock, pipeline)
+}
+
+async fn send(url: &str, stream: bool) -> String {
+    let body = json!({
+        "model": "claude-test-1",
+        "max_tokens": 256,
+        "stream": stream,
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "hello there"}]}]
+    });
+    let resp = reqwest::Client::new()
+        .post(format!("{url}/anthropic/v1/messages"))
+        .header("content-type", "application/json")
+        .header("x-api-key", "sk-ant-client-key-123456")
+        .header("anthropic-version", "2023-06-01")
+        .header("user-agent", "claude-cli/2.1.0 (external, cli)")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let id = resp.headers()["x-aibridge-interception-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    resp.text().await.unwrap();
+    id
+}
+
+async fn blocking_and_streaming_requests_become_rows(db: TestDb) {
+    let recorder = db.recorder().await;
+    let conn = recorder.connection().clone();
+    let (url, _mock, pipeline) = bridge(&db, recorder).await;
+    let blocking = send(&url, false).await;
+    let streaming = send(&url, true).await;
+    // The end record follows the last byte; let the pipeline catch up before reading.
+    for _ in 0..3000 {
+        let ended = interception::Entity::find()
+            .filter(interception::Column::EndedAt.is_not_null())
+            .count(&conn)
+            .await
+            .unwrap();
+        if ended == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let report = pipeline.shutdown().await;
+    assert_eq!((report.left, report.lost), (0, 0));
+
+    for (id, stream) in [(&blocking, false), (&streaming, true)] {
+        let row = interception::Entity::find_by_id(id.clone())
+            .one(&conn)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (
+                row.initiator_id.as_str(),
+                row.provider.as_str(),
+                row.provider_name.as_str(),
+                row.api.as_str(),
+                row.model.as_str(),
+                row.streaming,
+            ),
+            (
+                "local",
+                "anthropic",
+                "anthropic",
+                "messages",
+                "claude-test-1",
+                stream
+            )
+        );
+        assert_eq!(row.client, "claude-code");
+        assert_eq!(
+            row.user_agent.as_deref(),
+            Some("claude-cli/2.1.0 (external, cli)")
+        );
+        assert_eq!(row.credential_kind, "byok");
+        assert_eq!(row.credential_hint.as_deref(), Some("sk-a…3456"));
+        assert_eq!(row.outcome.as_deref(), Some("completed"));
+        assert_eq!((row.upstream_status, row.attempts), (Some(200), Some(1)));
+        assert!(row.ended_at.unwrap() >= row.started_at);
+        assert!(!format!("{row:?}").contains("sk-ant-client-key-123456"));
+
+        let prompts = user_prompt::Entity::find()
+            .filter(user_prompt::Column::InterceptionId.eq(id.as_str()))
+            .all(&conn)
+            .await
+            .unwrap();
+        assert_eq!(prompts.len(), 1);
+        assert_eq!(prompts[0].prompt, "hello there");
+        let usage = token_usage::Entity::find()
+            .filter(token_usage::Column::InterceptionId.eq(id.as_str()))
+            .all(&conn)
+            .await
+            .unwrap();
+        assert_eq!(usage.len(), 1);
+        assert!(usage[0].provider_response_id.starts_with("msg_mock"));
+        assert_eq!(
+            (
+                usage[0].input_tokens,
+                usage[0].output_tokens,
+                usage[0].cache_read_input_tokens,
+                usage[0].cache_write_input_tokens
+            ),
+            (11, 5, 0, 0)
+        );
+        let tools = tool_usage::Entity::find()
+            .filter(tool_usage::Column::InterceptionId.eq(id.as_str()))
+            .count(&conn)
+            .await
+            .unwrap();
+        assert_eq!(tools, 0);
+    }
+
+    // The audit CLI in-process…
+    let mut out = Vec::new();
+    run(
+        AuditCommand::Show(ShowArgs {
+            id: streaming.clone(),
+            json: true,
+        }),
+        &db.url,
+        &mut out,
+    )
+    .await
+    .unwrap();
+    let shown: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(shown["interception"]["streaming"], true);
+    assert_eq!(shown["prompts"][0]["prompt"], "hello there");
+    assert_eq!(shown["token_usages"][0]["output_tokens"], 5);
+
+    let mut out = Vec::new();
+    run(
+        AuditCommand::Interceptions(InterceptionsArgs {
+            filters: Filters::default(),
+            limit: 10,
+            cursor: None,
+            json: false,
+        }),
+        &db.url,
+        &mut out,
+    )
+    .await
+    .unwrap();
+    let table = String::from_utf8(out).unwrap();
+    assert!(
+        table.contains(&blocking) && table.contains(&streaming),
+        "{table}"
+    );
+
+    // …and the built binary, configured by the environment only.
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_aibridge"))
+        .args(["audit", "interceptions", "--json"])
+        .env("AIBRIDGE_DATABASE_URL", &db.url)
+        .env_remove("AIBRIDGE_CONFIG")
+        .current_dir(db.dir.path())
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let listed: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let ids: Vec<&str> = listed["interceptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![streaming.as_str(), blocking.as_str()]);
+    assert_eq!(listed["interceptions"][0]["input_tokens"], 11);
+    assert_eq!(listed["next_cursor"], Value::Null);
+}
