@@ -2,6 +2,7 @@
 //! a passthrough. It reads the [`Actor`] from request extensions, so any hyper or axum app can
 //! mount it behind its own authentication.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
@@ -12,16 +13,19 @@ use axum::body::Body;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::actor::Actor;
-use crate::api::{ApiKind, ErrorKind, client, error_body};
+use crate::api::{ApiKind, ErrorKind, RequestInfo, client, error_body};
+use crate::breaker::Breakers;
 use crate::config::Limits;
 use crate::intercept::tool_loop::{self, LoopSetup, ToolSource};
 use crate::intercept::{Interception, Start, blocking, streaming};
 use crate::metrics::{Metrics, RejectLabels};
 use crate::provider::{ProviderConfig, ProviderKind};
 use crate::record::RecordQueue;
+use crate::resilience::Timeouts;
 use crate::upstream::upstream_headers;
 
 /// The header naming the interception on every bridged response.
@@ -64,6 +68,18 @@ pub struct BridgeState {
     pub(crate) tools: Option<Arc<dyn ToolSource>>,
     pub(crate) max_loop_iterations: u32,
     pub(crate) skip_injection_models: Vec<String>,
+    /// Each provider's own client (by name): it carries the provider's connect timeout.
+    pub(crate) clients: HashMap<String, reqwest::Client>,
+    pub(crate) breakers: Breakers,
+    /// Cancelled when the shutdown grace period is over: in-flight requests end at once.
+    pub(crate) cancel: CancellationToken,
+}
+
+impl BridgeState {
+    /// The client for a provider's upstream calls.
+    pub(crate) fn client(&self, provider: &ProviderConfig) -> &reqwest::Client {
+        self.clients.get(&provider.name).unwrap_or(&self.http)
+    }
 }
 
 /// The bridge as a `tower::Service`. Cheap to clone.
@@ -75,18 +91,34 @@ pub struct RequestBridge {
 impl RequestBridge {
     /// Builds a bridge.
     pub fn new(options: BridgeOptions) -> Result<RequestBridge, BridgeError> {
+        let mut clients = HashMap::with_capacity(options.providers.len());
+        for p in &options.providers {
+            let connect = p.resilience.timeouts.connect;
+            clients.insert(p.name.clone(), crate::upstream::build_client(connect)?);
+        }
+        let breakers = Breakers::new(options.metrics.breaker.clone());
         Ok(RequestBridge {
             state: Arc::new(BridgeState {
                 providers: options.providers.into_iter().map(Arc::new).collect(),
-                http: crate::upstream::build_client()?,
+                http: crate::upstream::build_client(Timeouts::default().connect)?,
                 queue: options.queue,
                 metrics: options.metrics,
                 limits: options.limits,
                 tools: options.tools,
                 max_loop_iterations: options.max_loop_iterations,
                 skip_injection_models: options.skip_injection_models,
+                clients,
+                breakers,
+                cancel: CancellationToken::new(),
             }),
         })
+    }
+
+    /// Ends every request still in flight: streams get an error event in their API's
+    /// format, the rest an error response, and each interception is recorded as failed.
+    /// Used when the shutdown grace period is over.
+    pub fn cancel_in_flight(&self) {
+        self.state.cancel.cancel();
     }
 
     /// The provider whose prefix starts `path`, and the rest of the path after it.
@@ -117,6 +149,7 @@ impl RequestBridge {
             );
         };
         let (parts, body) = req.into_parts();
+        let api = ApiKind::route(provider.kind, &parts.method, &rest);
         let body = match Limited::new(body, state.limits.max_body_bytes)
             .collect()
             .await
@@ -143,14 +176,42 @@ impl RequestBridge {
                     )
                 };
                 reject(&state, &provider.name, reason);
-                return error_response(provider.kind, kind, &message, None);
+                let id = api.map(|api| {
+                    let info = RequestInfo::default();
+                    record_rejected(&state, &provider, api, &actor, &parts, info, &message)
+                });
+                return error_response(provider.kind, kind, &message, id);
             }
         };
-        match ApiKind::route(provider.kind, &parts.method, &rest) {
-            Some(api) => intercept(state, provider, api, parts, &rest, body, actor).await,
-            None => {
-                crate::passthrough::forward(&state, &provider, &actor, parts, &rest, body).await
+        let work = async {
+            match api {
+                Some(api) => {
+                    intercept(
+                        state.clone(),
+                        provider.clone(),
+                        api,
+                        parts,
+                        &rest,
+                        body,
+                        actor,
+                    )
+                    .await
+                }
+                None => {
+                    crate::passthrough::forward(&state, &provider, &actor, parts, &rest, body).await
+                }
             }
+        };
+        // Past the shutdown grace period, a request still waiting for its response is
+        // dropped (its interception ends as failed) and answered with a clean 503.
+        tokio::select! {
+            resp = work => resp,
+            () = state.cancel.cancelled() => error_response(
+                provider.kind,
+                ErrorKind::Overloaded,
+                "the bridge is shutting down",
+                None,
+            ),
         }
     }
 }
@@ -183,7 +244,17 @@ async fn intercept(
         Ok(info) => info,
         Err(bad) => {
             reject(&state, &provider.name, "invalid_body");
-            return error_response(provider.kind, ErrorKind::InvalidRequest, &bad.message, None);
+            let info = RequestInfo {
+                model: rejected_model(&body),
+                ..RequestInfo::default()
+            };
+            let id = record_rejected(&state, &provider, api, &actor, &parts, info, &bad.message);
+            return error_response(
+                provider.kind,
+                ErrorKind::InvalidRequest,
+                &bad.message,
+                Some(id),
+            );
         }
     };
     // The tool loop edits the client's body itself; the plain relay may need its own edit.
@@ -241,6 +312,55 @@ async fn intercept(
             }
         }
     }
+}
+
+/// Records a request refused before any upstream call as a failed (`rejected`)
+/// interception of its actor; returns its id.
+fn record_rejected(
+    state: &Arc<BridgeState>,
+    provider: &Arc<ProviderConfig>,
+    api: ApiKind,
+    actor: &Actor,
+    parts: &http::request::Parts,
+    info: RequestInfo,
+    message: &str,
+) -> Uuid {
+    let (_, credential) = upstream_headers(&parts.headers, provider, actor, true);
+    let mut ic = Interception::start(
+        state.clone(),
+        provider.clone(),
+        api,
+        Start {
+            actor,
+            info,
+            client: client::detect(&parts.headers),
+            user_agent: parts
+                .headers
+                .get(http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            session_id: None,
+            credential,
+        },
+    );
+    ic.end(
+        crate::record::Outcome::Rejected,
+        Some(message.chars().take(512).collect()),
+    );
+    ic.id
+}
+
+/// The model of a refused body, when it names one as a string (for the record only).
+fn rejected_model(body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct ModelView {
+        model: Option<serde_json::Value>,
+    }
+    serde_json::from_slice::<ModelView>(body)
+        .ok()
+        .and_then(|v| v.model)
+        .and_then(|m| m.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 /// The tool loop's setup when tools are injected into this request; `None` leaves the body

@@ -113,6 +113,18 @@ pub struct RawProvider {
     pub api_key_env: Option<String>,
     /// Send `x-aibridge-actor-id` / metadata headers upstream.
     pub send_actor_headers: bool,
+    /// Extra upstream attempts after a retryable failure (default 2; 0 disables).
+    pub retries: Option<u32>,
+    /// First retry backoff, doubled per retry with jitter (default `500ms`).
+    pub retry_backoff: Option<String>,
+    /// Longest wait before a retry, including a `retry-after` (default `30s`).
+    pub retry_max_wait: Option<String>,
+    /// The circuit breaker.
+    pub breaker: Option<crate::resilience::config::RawBreaker>,
+    /// Upstream timeouts.
+    pub timeouts: Option<crate::resilience::config::RawTimeouts>,
+    /// Write every request and response of this provider here (secrets masked).
+    pub dump_dir: Option<String>,
 }
 
 /// Authentication as written.
@@ -366,6 +378,10 @@ fn default_providers(env: &dyn Env) -> Vec<ProviderConfig> {
         ),
         api_key: env.var(key_env).map(Secret::new),
         send_actor_headers: false,
+        resilience: crate::resilience::Resilience {
+            dump_dir: env.var("AIBRIDGE_DUMP_DIR").map(PathBuf::from),
+            ..Default::default()
+        },
     })
     .collect()
 }
@@ -419,12 +435,25 @@ fn validate_providers(
             })?),
             None => None,
         };
+        let resilience = crate::resilience::config::validate(
+            &crate::resilience::config::RawResilience {
+                retries: p.retries,
+                retry_backoff: p.retry_backoff.as_deref(),
+                retry_max_wait: p.retry_max_wait.as_deref(),
+                breaker: p.breaker.as_ref(),
+                timeouts: p.timeouts.as_ref(),
+                dump_dir: p.dump_dir.as_deref(),
+            },
+            env.var("AIBRIDGE_DUMP_DIR"),
+        )
+        .map_err(|(field, message)| invalid(at(&field), message))?;
         out.push(ProviderConfig {
             name: p.name,
             kind,
             base_url,
             api_key,
             send_actor_headers: p.send_actor_headers,
+            resilience,
         });
     }
     Ok(out)
@@ -552,6 +581,34 @@ mod tests {
         let err = Config::validate(raw, &env(&[("K", "secret")])).unwrap_err();
         assert!(
             err.to_string().starts_with("auth.keys[1].key_sha256"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn provider_resilience_settings() {
+        let raw: RawConfig = toml::from_str(
+            "[[providers]]\nname = \"a\"\nkind = \"anthropic\"\nretries = 0\n\
+             dump_dir = \"/tmp/d\"\n[providers.breaker]\nfailures = 2\nopen_for = \"5s\"\n\
+             [providers.timeouts]\nfirst_byte = \"20s\"\n",
+        )
+        .unwrap();
+        let cfg = Config::validate(raw, &env(&[])).unwrap();
+        let r = &cfg.providers[0].resilience;
+        assert_eq!(r.retries, 0);
+        assert_eq!(r.breaker.failures, 2);
+        assert_eq!(r.breaker.open_for, Duration::from_secs(5));
+        assert_eq!(r.breaker.trip_on, vec![429, 503, 504, 529]);
+        assert_eq!(r.timeouts.first_byte, Duration::from_secs(20));
+        assert_eq!(r.timeouts.idle, Duration::from_secs(300));
+        assert_eq!(r.dump_dir.as_deref(), Some(Path::new("/tmp/d")));
+        let raw: RawConfig = toml::from_str(
+            "[[providers]]\nname = \"a\"\nkind = \"openai\"\n[providers.timeouts]\nidle = \"0s\"\n",
+        )
+        .unwrap();
+        let err = Config::validate(raw, &env(&[])).unwrap_err();
+        assert!(
+            err.to_string().starts_with("providers[0].timeouts.idle"),
             "{err}"
         );
     }

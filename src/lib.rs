@@ -8,6 +8,7 @@
 pub mod actor;
 pub mod api;
 pub mod audit;
+pub mod breaker;
 pub mod bridge;
 pub mod config;
 pub mod intercept;
@@ -16,6 +17,7 @@ pub mod metrics;
 pub mod passthrough;
 pub mod provider;
 pub mod record;
+pub mod resilience;
 pub mod secret;
 pub mod server;
 pub mod sse;

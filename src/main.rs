@@ -223,6 +223,7 @@ async fn serve(path: Option<PathBuf>, no_migrate: bool) -> anyhow::Result<()> {
         skip_injection_models: vec!["haiku".to_owned()],
     })?;
     let ready = Readiness::default();
+    let in_flight = bridge.clone();
     let router = app(
         bridge,
         Authenticator::new(config.auth.clone()),
@@ -272,11 +273,25 @@ async fn serve(path: Option<PathBuf>, no_migrate: bool) -> anyhow::Result<()> {
     tracing::info!(grace = ?config.shutdown_grace, "shutting down: no new connections, finishing in-flight requests");
     ready.set(false);
     let _ = stop_tx.send(true);
-    match tokio::time::timeout(config.shutdown_grace, server).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => tracing::error!(error = %e, "server error"),
-        Ok(Err(e)) => tracing::error!(error = %e, "server task failed"),
-        Err(_) => tracing::warn!("grace period over; cancelling the requests still running"),
+    let mut server = server;
+    let finished = match tokio::time::timeout(config.shutdown_grace, &mut server).await {
+        Ok(joined) => Some(joined),
+        Err(_) => {
+            tracing::warn!("grace period over; cancelling the requests still running");
+            in_flight.cancel_in_flight();
+            // Cancelled requests end at once; their connections close after the error
+            // reaches the client. A client that never reads cannot hold the exit.
+            tokio::time::timeout(CANCEL_DRAIN, &mut server).await.ok()
+        }
+    };
+    match finished {
+        Some(Ok(Ok(()))) => {}
+        Some(Ok(Err(e))) => tracing::error!(error = %e, "server error"),
+        Some(Err(e)) => tracing::error!(error = %e, "server task failed"),
+        None => {
+            tracing::warn!("connections still open after cancelling; closing them");
+            server.abort();
+        }
     }
     if let Some(tools) = &tools {
         tools.shutdown().await;
@@ -289,6 +304,9 @@ async fn serve(path: Option<PathBuf>, no_migrate: bool) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// How long cancelled requests get to deliver their error before the process exits.
+const CANCEL_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 async fn shutdown_signal() {
     let ctrl_c = async {

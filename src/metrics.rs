@@ -80,6 +80,17 @@ pub struct RejectLabels {
     pub reason: String,
 }
 
+/// One circuit: provider, endpoint (wire API) and model.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BreakerLabels {
+    /// Provider name.
+    pub provider: String,
+    /// Wire API.
+    pub endpoint: String,
+    /// Model (capped like every model label).
+    pub model: String,
+}
+
 /// Every metric family the bridge exports.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -101,6 +112,10 @@ pub struct Metrics {
     pub client_tool_selections: Family<ModelLabels, Counter>,
     /// `aibridge_rejected_requests_total`.
     pub rejected: Family<RejectLabels, Counter>,
+    /// `aibridge_upstream_retries_total`: upstream attempts repeated after a failure.
+    pub retries: Family<RouteLabels, Counter>,
+    /// `aibridge_circuit_breaker_*`.
+    pub breaker: crate::breaker::BreakerMetrics,
 }
 
 fn latency_histogram() -> Histogram {
@@ -120,6 +135,8 @@ impl Metrics {
             tokens: Family::default(),
             client_tool_selections: Family::default(),
             rejected: Family::default(),
+            retries: Family::default(),
+            breaker: crate::breaker::BreakerMetrics::default(),
         };
         registry.register(
             "interceptions",
@@ -161,6 +178,26 @@ impl Metrics {
             "rejected_requests",
             "Requests the bridge refused before calling the upstream",
             m.rejected.clone(),
+        );
+        registry.register(
+            "upstream_retries",
+            "Upstream attempts repeated after a retryable failure",
+            m.retries.clone(),
+        );
+        registry.register(
+            "circuit_breaker_state",
+            "Circuit state per provider, endpoint and model: 0 closed, 1 open, 2 half-open",
+            m.breaker.state.clone(),
+        );
+        registry.register(
+            "circuit_breaker_trips",
+            "Times a circuit opened",
+            m.breaker.trips.clone(),
+        );
+        registry.register(
+            "circuit_breaker_rejects",
+            "Requests refused without calling the upstream because the circuit was open",
+            m.breaker.rejects.clone(),
         );
         m
     }

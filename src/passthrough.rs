@@ -35,7 +35,7 @@ pub async fn forward(
             .inc();
     };
     let resp = state
-        .http
+        .client(provider)
         .request(parts.method.clone(), url)
         .headers(headers)
         .body(body)

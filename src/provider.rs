@@ -60,6 +60,8 @@ pub struct ProviderConfig {
     pub api_key: Option<Secret>,
     /// Whether actor headers go upstream.
     pub send_actor_headers: bool,
+    /// Retries, timeouts, circuit breaker and dumps.
+    pub resilience: crate::resilience::Resilience,
 }
 
 impl ProviderConfig {
@@ -96,6 +98,7 @@ mod tests {
             base_url: base.into(),
             api_key: None,
             send_actor_headers: false,
+            resilience: Default::default(),
         }
     }
 

@@ -32,10 +32,12 @@ pub struct Credential {
     pub hint: Option<String>,
 }
 
-/// Builds the pooled client used for every upstream call.
-pub fn build_client() -> Result<reqwest::Client, reqwest::Error> {
+/// Builds a pooled client for upstream calls, with this connect timeout. There is no
+/// overall timeout: time to first byte and idle gaps are enforced by the relay, so a long
+/// stream is never cut while it is still moving.
+pub fn build_client(connect_timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
+        .connect_timeout(connect_timeout)
         .redirect(reqwest::redirect::Policy::none())
         .pool_idle_timeout(Duration::from_secs(90))
         .tcp_nodelay(true)

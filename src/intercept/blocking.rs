@@ -1,6 +1,8 @@
 //! Blocking responses, and upstream error responses of either kind: read whole (capped),
 //! observe, relay unchanged.
 
+use std::time::Duration;
+
 use axum::body::Body;
 use bytes::{Bytes, BytesMut};
 use http::Response;
@@ -19,13 +21,24 @@ pub enum ReadError {
     /// The upstream broke off.
     #[error("upstream response broke off: {0}")]
     Broken(String),
+    /// The upstream sent nothing for too long.
+    #[error("upstream response stalled: no data for {0:?}")]
+    Idle(Duration),
 }
 
-/// Reads a response body, refusing to buffer more than `cap` bytes.
-pub async fn read_capped(resp: &mut reqwest::Response, cap: usize) -> Result<Bytes, ReadError> {
+/// Reads a response body, refusing to buffer more than `cap` bytes or to wait longer
+/// than `idle` for the next chunk.
+pub async fn read_capped(
+    resp: &mut reqwest::Response,
+    cap: usize,
+    idle: Duration,
+) -> Result<Bytes, ReadError> {
     let mut buf = BytesMut::new();
     loop {
-        match resp.chunk().await {
+        let Ok(next) = tokio::time::timeout(idle, resp.chunk()).await else {
+            return Err(ReadError::Idle(idle));
+        };
+        match next {
             Ok(Some(chunk)) => {
                 if buf.len() + chunk.len() > cap {
                     return Err(ReadError::TooLarge(cap));
@@ -48,7 +61,7 @@ pub async fn relay(
     cap: usize,
 ) -> Response<Body> {
     let status = resp.status();
-    let body = match read_capped(&mut resp, cap).await {
+    let body = match read_capped(&mut resp, cap, ic.idle_timeout()).await {
         Ok(body) => body,
         Err(e) => {
             let message = e.to_string();
@@ -81,7 +94,7 @@ pub async fn relay_error(
     cap: usize,
 ) -> Response<Body> {
     let status = resp.status();
-    let body = match read_capped(&mut resp, cap).await {
+    let body = match read_capped(&mut resp, cap, ic.idle_timeout()).await {
         Ok(body) => body,
         Err(e) => {
             let message = e.to_string();

@@ -6,24 +6,27 @@ pub mod streaming;
 pub mod tool_loop;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::actor::Actor;
-use crate::api::{ApiKind, Observation, Observer, RequestInfo};
+use crate::api::{ApiKind, ErrorKind, Observation, Observer, RequestInfo, error_body};
+use crate::breaker::Admission;
 use crate::bridge::BridgeState;
 use crate::mcp::ToolCallResult;
 use crate::metrics::{
-    InterceptionLabels, ModelLabels, RouteLabels, TokenLabels, TokenType, model_label,
+    BreakerLabels, InterceptionLabels, ModelLabels, RouteLabels, TokenLabels, TokenType,
+    model_label,
 };
 use crate::provider::ProviderConfig;
 use crate::record::{
     InterceptionEndedRecord, InterceptionRecord, ModelThoughtRecord, Outcome, PromptRecord, Record,
     TokenUsageRecord, ToolUsageRecord, new_id,
 };
+use crate::resilience::{backoff, wait_before_retry};
 use crate::upstream::Credential;
 use tool_loop::PendingCall;
 
@@ -52,6 +55,7 @@ pub struct Interception {
     provider: Arc<ProviderConfig>,
     api: ApiKind,
     model: String,
+    actor_id: String,
     client: &'static str,
     prompt: Option<String>,
     /// What observers of this request's responses need to know about it.
@@ -59,6 +63,8 @@ pub struct Interception {
     started: Instant,
     attempts: u32,
     last_status: Option<u16>,
+    /// The circuit was open: the response is the bridge's own 503.
+    breaker_open: bool,
     ended: bool,
 }
 
@@ -113,12 +119,14 @@ impl Interception {
             provider,
             api,
             model: start.info.model,
+            actor_id: start.actor.id.clone(),
             client: start.client,
             prompt: start.info.prompt,
             request,
             started: Instant::now(),
             attempts: 0,
             last_status: None,
+            breaker_open: false,
             ended: false,
         }
     }
@@ -133,14 +141,29 @@ impl Interception {
         self.api.observer(&self.request)
     }
 
+    /// The actor's id, for logs.
+    pub fn actor_id(&self) -> &str {
+        &self.actor_id
+    }
+
+    /// The detected client, for logs.
+    pub fn client(&self) -> &'static str {
+        self.client
+    }
+
     /// The provider.
     pub fn provider(&self) -> &ProviderConfig {
         &self.provider
     }
 
     /// Sends one request upstream. Every upstream call of an interception goes through
-    /// here, so attempts, timing (and retry policy) live in one place. The error is a
-    /// message safe for the client: it never holds the URL's credentials or headers.
+    /// here, so attempts, timing, retries, the circuit breaker and the time-to-first-byte
+    /// timeout live in one place. Nothing of a retried response reaches the client.
+    ///
+    /// An open circuit answers with a synthesized 503 in the provider's error format with
+    /// `Retry-After`, without calling the upstream. The error is a message safe for the
+    /// client: it never holds the URL's credentials or headers. `http` is used only for a
+    /// provider the bridge has no client of its own for.
     pub async fn send(
         &mut self,
         http: &reqwest::Client,
@@ -148,23 +171,107 @@ impl Interception {
         headers: &http::HeaderMap,
         body: bytes::Bytes,
     ) -> Result<reqwest::Response, String> {
-        let sent = Instant::now();
-        match http
-            .post(url)
-            .headers(headers.clone())
-            .body(body)
-            .send()
-            .await
-        {
-            Ok(resp) => {
-                self.upstream_answered(Some(resp.status().as_u16()), sent);
-                Ok(resp)
+        let state = self.state.clone();
+        let provider = self.provider.clone();
+        let http = state.clients.get(&provider.name).unwrap_or(http);
+        let policy = &provider.resilience;
+        let key = BreakerLabels {
+            provider: provider.name.clone(),
+            endpoint: self.api.as_str().to_owned(),
+            model: model_label(&self.model),
+        };
+        let mut retry = 0u32;
+        loop {
+            if let Admission::Rejected { retry_after } = state.breakers.admit(&key, &policy.breaker)
+            {
+                self.breaker_open = true;
+                return Ok(self.circuit_open_response(retry_after));
             }
-            Err(e) => {
-                self.upstream_answered(None, sent);
-                Err(format!("upstream unreachable: {}", e.without_url()))
+            let sent = Instant::now();
+            let attempt = http
+                .post(url)
+                .headers(headers.clone())
+                .body(body.clone())
+                .send();
+            let (failed, wait, outcome) =
+                match tokio::time::timeout(policy.timeouts.first_byte, attempt).await {
+                    Ok(Ok(resp)) => {
+                        let status = resp.status().as_u16();
+                        self.upstream_answered(Some(status), sent);
+                        let wait = wait_before_retry(policy, status, resp.headers(), retry);
+                        (policy.breaker.trips_on(status), wait, Ok(resp))
+                    }
+                    Ok(Err(e)) => {
+                        self.upstream_answered(None, sent);
+                        // Nothing was answered, so the request can be sent again.
+                        let wait = (retry < policy.retries)
+                            .then(|| backoff(policy.backoff, retry, policy.max_retry_wait));
+                        (
+                            true,
+                            wait,
+                            Err(format!("upstream unreachable: {}", e.without_url())),
+                        )
+                    }
+                    Err(_) => {
+                        self.upstream_answered(None, sent);
+                        // The upstream may still be working on it: not retried.
+                        let limit = policy.timeouts.first_byte;
+                        (
+                            true,
+                            None,
+                            Err(format!("upstream sent no response within {limit:?}")),
+                        )
+                    }
+                };
+            state.breakers.report(&key, &policy.breaker, failed);
+            match wait {
+                Some(wait) if !state.breakers.is_open(&key) => {
+                    drop(outcome);
+                    state
+                        .metrics
+                        .retries
+                        .get_or_create(&route_labels(&provider, self.api))
+                        .inc();
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = state.cancel.cancelled() => {
+                            return Err("the bridge is shutting down".to_owned());
+                        }
+                    }
+                    retry += 1;
+                }
+                _ => return outcome,
             }
         }
+    }
+
+    /// The 503 an open circuit answers with, in the provider's error format.
+    fn circuit_open_response(&self, retry_after: Duration) -> reqwest::Response {
+        let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+        let message = format!(
+            "circuit breaker open for {} {}: the upstream failed repeatedly; retry after {secs}s",
+            self.provider.name, self.model
+        );
+        let body = error_body(self.provider.kind, ErrorKind::Overloaded, &message);
+        let mut resp = http::Response::new(body);
+        *resp.status_mut() = ErrorKind::Overloaded.status();
+        let h = resp.headers_mut();
+        h.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        h.insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+        reqwest::Response::from(resp)
+    }
+
+    /// The longest gap allowed between two chunks of an upstream body.
+    pub fn idle_timeout(&self) -> Duration {
+        self.provider.resilience.timeouts.idle
+    }
+
+    /// Resolves when the bridge cancels in-flight requests (shutdown grace over).
+    pub fn cancelled(&self) -> tokio_util::sync::WaitForCancellationFutureOwned {
+        self.state.cancel.clone().cancelled_owned()
     }
 
     /// Notes one upstream attempt and its status (if it answered), and its time to headers.
@@ -329,6 +436,10 @@ impl Interception {
             return;
         }
         self.ended = true;
+        let outcome = match outcome {
+            Outcome::UpstreamError if self.breaker_open => Outcome::Rejected,
+            other => other,
+        };
         // A prompt seen but never answered is still worth keeping.
         if self.prompt.is_some() {
             self.observed(Observation::default());
@@ -367,9 +478,16 @@ impl Interception {
 
 impl Drop for Interception {
     fn drop(&mut self) {
-        self.end(Outcome::ClientDisconnected, None);
+        if self.state.cancel.is_cancelled() {
+            self.end(Outcome::Failed, Some(SHUTDOWN_CANCELLED.to_owned()));
+        } else {
+            self.end(Outcome::ClientDisconnected, None);
+        }
     }
 }
+
+/// Why an interception still running when the shutdown grace period ended was cut off.
+pub const SHUTDOWN_CANCELLED: &str = "cancelled: the bridge shut down before it finished";
 
 fn route_labels(provider: &ProviderConfig, api: ApiKind) -> RouteLabels {
     RouteLabels {

@@ -3,15 +3,19 @@
 //! client applies backpressure instead of growing a buffer.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use bytes::Bytes;
 use futures_util::Stream;
 use http::Response;
+use tokio::time::Sleep;
+use tokio_util::sync::WaitForCancellationFutureOwned;
 
-use super::Interception;
+use super::{Interception, SHUTDOWN_CANCELLED};
 use crate::api::{ErrorKind, EventAction, Observer};
 use crate::record::Outcome;
 use crate::sse::SseDecoder;
@@ -25,11 +29,17 @@ pub fn relay(ic: Interception, resp: reqwest::Response) -> Response<Body> {
     let headers = client_headers(resp.headers(), false);
     let id = ic.id;
     let observer = ic.observer();
+    let idle = ic.idle_timeout();
     let relay = Relay {
         upstream: Box::pin(resp.bytes_stream()),
         decoder: SseDecoder::default(),
         observer,
         pending: VecDeque::new(),
+        idle,
+        idle_timer: Box::pin(tokio::time::sleep(idle)),
+        waiting_upstream: false,
+        cancelled: Box::pin(ic.cancelled()),
+        slow: SlowClient::default(),
         ic: Some(ic),
     };
     let mut out = Response::new(Body::from_stream(relay));
@@ -44,8 +54,48 @@ struct Relay {
     decoder: SseDecoder,
     observer: Box<dyn Observer>,
     pending: VecDeque<Bytes>,
+    /// The longest the upstream may stay silent.
+    idle: Duration,
+    idle_timer: Pin<Box<Sleep>>,
+    /// Whether `idle_timer` runs: it starts when the relay begins waiting on the
+    /// upstream, not while the client is slow to take what was read.
+    waiting_upstream: bool,
+    cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
+    slow: SlowClient,
     /// `None` once the interception has ended.
     ic: Option<Interception>,
+}
+
+/// How long the client may leave relayed bytes untaken before it is logged as slow.
+const SLOW_CLIENT_AFTER: Duration = Duration::from_secs(10);
+
+/// Watches how fast the client takes what the relay yields. The relay never reads ahead
+/// of the client, so a slow client holds the upstream back instead of growing a buffer;
+/// it is logged once so an operator can see who.
+#[derive(Default)]
+struct SlowClient {
+    last_yield: Option<Instant>,
+    logged: bool,
+}
+
+impl SlowClient {
+    fn check(&mut self, ic: Option<&Interception>, pending: usize) {
+        let Some(at) = self.last_yield else { return };
+        let waited = at.elapsed();
+        if waited >= SLOW_CLIENT_AFTER && !self.logged {
+            self.logged = true;
+            if let Some(ic) = ic {
+                tracing::warn!(
+                    interception = %ic.id,
+                    actor = %ic.actor_id(),
+                    client = ic.client(),
+                    bytes_pending = pending,
+                    waited_secs = waited.as_secs(),
+                    "slow client: the upstream is held back until it reads"
+                );
+            }
+        }
+    }
 }
 
 impl Relay {
@@ -63,21 +113,61 @@ impl Relay {
     }
 }
 
+impl Relay {
+    /// Ends the stream with an error event in the client's API after what was relayed.
+    fn fail(&mut self, outcome: Outcome, message: String) {
+        if let Some(rest) = self.decoder.finish() {
+            self.pending.push_back(rest);
+        }
+        let api = self.ic.as_ref().map(Interception::api);
+        if let Some(api) = api {
+            self.pending
+                .push_back(api.stream_error_event(ErrorKind::Upstream, &message));
+        }
+        self.finish(outcome, Some(message));
+    }
+
+    fn pending_bytes(&self) -> usize {
+        self.pending.iter().map(Bytes::len).sum::<usize>() + self.decoder.pending()
+    }
+}
+
 impl Stream for Relay {
     type Item = Result<Bytes, std::convert::Infallible>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
+        this.slow.check(this.ic.as_ref(), this.pending_bytes());
         loop {
             if let Some(bytes) = this.pending.pop_front() {
+                this.slow.last_yield = Some(Instant::now());
                 return Poll::Ready(Some(Ok(bytes)));
             }
+            this.slow.last_yield = None;
             if this.ic.is_none() {
                 return Poll::Ready(None);
             }
             match this.upstream.as_mut().poll_next(cx) {
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    if this.cancelled.as_mut().poll(cx).is_ready() {
+                        this.fail(Outcome::Failed, SHUTDOWN_CANCELLED.to_owned());
+                        continue;
+                    }
+                    if !this.waiting_upstream {
+                        this.waiting_upstream = true;
+                        let deadline = tokio::time::Instant::now() + this.idle;
+                        this.idle_timer.as_mut().reset(deadline);
+                    }
+                    if this.idle_timer.as_mut().poll(cx).is_ready() {
+                        let message =
+                            format!("upstream stream stalled: no data for {:?}", this.idle);
+                        this.fail(Outcome::UpstreamUnavailable, message);
+                        continue;
+                    }
+                    return Poll::Pending;
+                }
                 Poll::Ready(Some(Ok(chunk))) => {
+                    this.waiting_upstream = false;
                     this.decoder.push(&chunk);
                     while let Some(event) = this.decoder.next_event() {
                         if this.observer.on_event(&event) == EventAction::Forward {
@@ -87,15 +177,7 @@ impl Stream for Relay {
                 }
                 Poll::Ready(Some(Err(e))) => {
                     let message = format!("upstream stream broke off: {}", e.without_url());
-                    if let Some(rest) = this.decoder.finish() {
-                        this.pending.push_back(rest);
-                    }
-                    let api = this.ic.as_ref().map(Interception::api);
-                    if let Some(api) = api {
-                        this.pending
-                            .push_back(api.stream_error_event(ErrorKind::Upstream, &message));
-                    }
-                    this.finish(Outcome::UpstreamUnavailable, Some(message));
+                    this.fail(Outcome::UpstreamUnavailable, message);
                 }
                 Poll::Ready(None) => {
                     if let Some(rest) = this.decoder.finish() {
@@ -111,6 +193,8 @@ impl Stream for Relay {
 impl Drop for Relay {
     fn drop(&mut self) {
         // The client went away mid-stream: keep what was observed, end the interception.
+        let pending = self.pending_bytes();
+        self.slow.check(self.ic.as_ref(), pending);
         self.finish(Outcome::ClientDisconnected, None);
     }
 }

@@ -18,8 +18,8 @@ use http::{HeaderMap, Response};
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
-use super::Interception;
 use super::blocking::read_capped;
+use super::{Interception, SHUTDOWN_CANCELLED};
 use crate::api::{ErrorKind, Observer};
 use crate::bridge::{BridgeState, error_response, tag};
 use crate::mcp::{InjectedTool, ToolCallResult, ToolRegistry};
@@ -198,7 +198,7 @@ pub async fn run_blocking(
         }
         let status = resp.status();
         let headers = client_headers(resp.headers(), false);
-        let body = match read_capped(&mut resp, cap).await {
+        let body = match read_capped(&mut resp, cap, ic.idle_timeout()).await {
             Ok(body) => body,
             Err(e) => {
                 let message = e.to_string();
@@ -314,7 +314,12 @@ async fn drive_stream(
     let mut next = Some(first);
     let mut round = 0u32;
     let mut out = Vec::new();
-    let result: Result<(), Stop> = async {
+    let idle = ic.idle_timeout();
+    let shutdown = ic.cancelled();
+    // The observer of the upstream response being relayed, kept outside the work so that
+    // what it saw is still recorded when the work is cancelled.
+    let mut current: Option<Box<dyn Observer>> = None;
+    let work = async {
         loop {
             let resp = match next.take() {
                 Some(resp) => resp,
@@ -334,10 +339,16 @@ async fn drive_stream(
                 }
             };
             rewriter.begin();
-            let mut observer: Box<dyn Observer> = ic.observer();
+            let observer = current.insert(ic.observer());
             let mut decoder = SseDecoder::default();
             let mut upstream = resp.bytes_stream();
-            while let Some(chunk) = upstream.next().await {
+            loop {
+                let Ok(next) = tokio::time::timeout(idle, upstream.next()).await else {
+                    return Err(Stop::Upstream(format!(
+                        "upstream stream stalled: no data for {idle:?}"
+                    )));
+                };
+                let Some(chunk) = next else { break };
                 let chunk = chunk.map_err(|e| {
                     Stop::Upstream(format!("upstream stream broke off: {}", e.without_url()))
                 })?;
@@ -390,8 +401,19 @@ async fn drive_stream(
             setup.api.append_turn(&mut setup.body, &value, &results);
             round += 1;
         }
+    };
+    // A client that goes away (or a shutdown) drops the work at whatever it awaits: the
+    // upstream request and any running tool calls are cancelled with it.
+    let result: Result<(), Stop> = tokio::select! {
+        result = work => result,
+        () = tx.closed() => Err(Stop::ClientGone),
+        () = shutdown => Err(Stop::Upstream(SHUTDOWN_CANCELLED.to_owned())),
+    };
+    if result.is_err()
+        && let Some(mut observer) = current.take()
+    {
+        ic.observed_filtered(observer.take(), &injected);
     }
-    .await;
     match result {
         Ok(()) => ic.end(Outcome::Completed, None),
         Err(Stop::ClientGone) => ic.end(Outcome::ClientDisconnected, None),
@@ -399,7 +421,12 @@ async fn drive_stream(
             let _ = tx
                 .send(api.stream_error_event(ErrorKind::Upstream, &message))
                 .await;
-            ic.end(Outcome::UpstreamError, Some(message));
+            let outcome = if message == SHUTDOWN_CANCELLED {
+                Outcome::Failed
+            } else {
+                Outcome::UpstreamError
+            };
+            ic.end(outcome, Some(message));
         }
         Err(Stop::Reported(message)) => ic.end(Outcome::UpstreamError, Some(message)),
     }

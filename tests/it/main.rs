@@ -8,12 +8,14 @@
 
 mod anthropic;
 mod auth;
+mod client_faults;
 mod example;
 mod mcp_loop;
 mod mcp_loop_openai;
 mod mcp_registry;
 mod openai_chat;
 mod openai_responses;
+mod resilience;
 mod support;
 
 mod audit_bridge;

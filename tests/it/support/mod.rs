@@ -9,6 +9,7 @@ use aibridge::intercept::tool_loop::ToolSource;
 use aibridge::metrics::{Metrics, new_registry};
 use aibridge::provider::{ProviderConfig, ProviderKind};
 use aibridge::record::{MemoryRecorder, Pipeline, PipelineConfig, Record};
+use aibridge::resilience::Resilience;
 use aibridge::secret::Secret;
 use aibridge::server::{Readiness, app};
 use aibridge::{Authenticator, BridgeOptions, RequestBridge};
@@ -33,6 +34,8 @@ pub struct Setup {
     pub send_actor_headers: bool,
     /// Point providers here instead of the mock (e.g. an unreachable port).
     pub upstream_override: Option<String>,
+    /// Retries, timeouts, breaker and dumps of both providers.
+    pub resilience: Resilience,
 }
 
 impl Default for Setup {
@@ -46,6 +49,7 @@ impl Default for Setup {
             max_loop_iterations: 10,
             send_actor_headers: false,
             upstream_override: None,
+            resilience: Resilience::default(),
         }
     }
 }
@@ -84,6 +88,7 @@ impl TestBridge {
                 base_url: base.clone(),
                 api_key: setup.anthropic_key.map(Secret::new),
                 send_actor_headers: setup.send_actor_headers,
+                resilience: setup.resilience.clone(),
             },
             ProviderConfig {
                 name: "openai".into(),
@@ -91,6 +96,7 @@ impl TestBridge {
                 base_url: format!("{base}/v1"),
                 api_key: setup.openai_key.map(Secret::new),
                 send_actor_headers: setup.send_actor_headers,
+                resilience: setup.resilience.clone(),
             },
         ];
         let recorder = MemoryRecorder::new();

@@ -1,0 +1,200 @@
+//! Client faults and bad input: a client that leaves mid-stream (plain relay and tool loop),
+//! bodies that are too large or malformed, unknown routes, and many concurrent streams.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aibridge::config::Limits;
+use aibridge::intercept::tool_loop::ToolSource;
+use aibridge::mcp::{RawMcpConfig, RawMcpServer, ToolRegistry, validate};
+use aibridge::record::Outcome;
+use futures_util::StreamExt;
+use mock_upstream::MockResponse;
+use serde_json::{Value, json};
+
+use crate::records_of_kind;
+use crate::support::{Setup, TestBridge, interception_id};
+
+const MESSAGES: &str = "/anthropic/v1/messages";
+
+fn body(prompt: &str, stream: bool) -> String {
+    json!({
+        "model": "claude-test-1",
+        "max_tokens": 64,
+        "stream": stream,
+        "messages": [{"role": "user", "content": prompt}]
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn a_client_leaving_mid_stream_ends_the_interception_with_its_usage() {
+    let bridge = TestBridge::start().await;
+    bridge.mock.enqueue(MockResponse::sse_with_delay(
+        mock_upstream::fixture("anthropic/simple_text.sse"),
+        Duration::from_millis(300),
+    ));
+    let resp = bridge.post(MESSAGES, &[], body("hi", true)).await;
+    let id = interception_id(&resp);
+    let mut stream = resp.bytes_stream();
+    let first = stream.next().await.unwrap().unwrap();
+    assert!(first.starts_with(b"event: message_start"));
+    drop(stream);
+    let records = bridge.records_of(id).await;
+    let ended = records_of_kind!(records, InterceptionEnded);
+    assert_eq!(ended[0].outcome, Outcome::ClientDisconnected);
+    let usage = records_of_kind!(records, TokenUsage);
+    assert_eq!(usage.len(), 1);
+    assert_eq!(usage[0].input_tokens, 25);
+    assert_eq!(records_of_kind!(records, Prompt)[0].prompt, "hi");
+}
+
+#[tokio::test]
+async fn a_client_leaving_during_a_tool_call_cancels_the_tool_loop() {
+    let server = test_mcp::serve_http("127.0.0.1:0".parse().unwrap(), test_mcp::Options::default())
+        .await
+        .unwrap();
+    let config = validate(
+        RawMcpConfig {
+            max_loop_iterations: Some(4),
+            servers: vec![RawMcpServer {
+                name: "test".into(),
+                url: Some(server.url()),
+                call_timeout: Some("120s".into()),
+                ..Default::default()
+            }],
+        },
+        &|_| None,
+    )
+    .unwrap();
+    let registry = ToolRegistry::start(&config, None);
+    registry.wait_ready(Duration::from_secs(10)).await;
+    let bridge = TestBridge::start_with(Setup {
+        tools: Some(registry as Arc<dyn ToolSource>),
+        ..Default::default()
+    })
+    .await;
+    let prompt = r#"[[text-then-tool:bmcp_test_slow {"ms": 60000}]]"#;
+    let resp = bridge.post(MESSAGES, &[], body(prompt, true)).await;
+    assert_eq!(resp.status(), 200);
+    let id = interception_id(&resp);
+    let mut stream = resp.bytes_stream();
+    let mut seen = String::new();
+    while !seen.contains("text_delta") {
+        seen.push_str(&String::from_utf8_lossy(
+            &stream.next().await.unwrap().unwrap(),
+        ));
+    }
+    drop(stream);
+    // The slow call would take a minute; the interception ends as soon as the client left.
+    let records = bridge.records_of(id).await;
+    let ended = records_of_kind!(records, InterceptionEnded);
+    assert_eq!(ended[0].outcome, Outcome::ClientDisconnected);
+    assert_eq!(records_of_kind!(records, TokenUsage).len(), 1);
+    assert!(records_of_kind!(records, ToolUsage).is_empty());
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_recorded_and_the_bridge_keeps_serving() {
+    let bridge = TestBridge::start_with(Setup {
+        limits: Limits {
+            max_body_bytes: 4096,
+            ..Limits::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let huge = body(&"x".repeat(8192), false);
+    let cases: [(&str, String, u16, &str); 4] = [
+        ("too large", huge, 413, "request_too_large"),
+        (
+            "not json",
+            "{\"model\": ".into(),
+            400,
+            "invalid_request_error",
+        ),
+        (
+            "no model",
+            json!({"messages": []}).to_string(),
+            400,
+            "invalid_request_error",
+        ),
+        (
+            "stream not a bool",
+            json!({"model": "claude-x", "stream": "yes", "messages": []}).to_string(),
+            400,
+            "invalid_request_error",
+        ),
+    ];
+    for (case, payload, status, kind) in cases {
+        let resp = bridge.post(MESSAGES, &[], payload).await;
+        assert_eq!(resp.status(), status, "{case}");
+        let id = interception_id(&resp);
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(
+            (v["type"].as_str(), v["error"]["type"].as_str()),
+            (Some("error"), Some(kind)),
+            "{case}"
+        );
+        let records = bridge.records_of(id).await;
+        let started = records_of_kind!(records, Interception);
+        assert_eq!(started[0].initiator_id, "local", "{case}");
+        let ended = records_of_kind!(records, InterceptionEnded);
+        assert_eq!(
+            (ended[0].outcome, ended[0].attempts),
+            (Outcome::Rejected, 0),
+            "{case}"
+        );
+        if case == "stream not a bool" {
+            assert_eq!(started[0].model, "claude-x");
+        }
+    }
+    let resp = bridge
+        .http
+        .get(format!("{}/nowhere", bridge.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    assert!(bridge.mock.requests().is_empty());
+    let m = bridge.metrics().await;
+    for (reason, n) in [("too_large", 1), ("invalid_body", 3)] {
+        let line = format!(
+            "aibridge_rejected_requests_total{{provider=\"anthropic\",reason=\"{reason}\"}} {n}"
+        );
+        assert!(m.contains(&line), "{line}\n{m}");
+    }
+    assert!(
+        m.contains("aibridge_rejected_requests_total{provider=\"none\",reason=\"not_found\"} 1")
+    );
+    let resp = bridge.post(MESSAGES, &[], body("still here", false)).await;
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn two_hundred_concurrent_streams_complete() {
+    let bridge = Arc::new(TestBridge::start().await);
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let bridge = bridge.clone();
+            tokio::spawn(async move {
+                let resp = bridge
+                    .post(MESSAGES, &[], body(&format!("n{i}"), true))
+                    .await;
+                assert_eq!(resp.status(), 200);
+                let id = interception_id(&resp);
+                let text = resp.text().await.unwrap();
+                assert!(
+                    text.trim_end().ends_with(r#"{"type":"message_stop"}"#),
+                    "{text}"
+                );
+                id
+            })
+        })
+        .collect();
+    for task in tasks {
+        let id = task.await.unwrap();
+        let ended = records_of_kind!(bridge.records_of(id).await, InterceptionEnded);
+        assert_eq!(ended[0].outcome, Outcome::Completed);
+    }
+}
