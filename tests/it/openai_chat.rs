@@ -545,7 +545,7 @@ async fn bridge_errors_use_openai_format_and_nothing_goes_upstream() {
         );
     }
     assert!(bridge.mock.requests().is_empty());
-    assert!(bridge.recorder.records().is_empty());
+    crate::support::assert_only_rejections(&bridge.recorder.records());
 }
 
 #[tokio::test]

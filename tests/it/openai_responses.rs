@@ -461,7 +461,7 @@ async fn background_is_refused_before_anything_goes_upstream() {
         ["message", "type", "param", "code"]
     );
     assert!(bridge.mock.requests().is_empty());
-    assert!(bridge.recorder.records().is_empty());
+    crate::support::assert_only_rejections(&bridge.recorder.records());
 }
 
 /// Codex's second turn, as captured, plus a `namespace` tool and a reasoning item without

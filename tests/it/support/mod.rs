@@ -49,7 +49,11 @@ impl Default for Setup {
             max_loop_iterations: 10,
             send_actor_headers: false,
             upstream_override: None,
-            resilience: Resilience::default(),
+            // One scripted upstream answer per request: tests of retries set their own.
+            resilience: Resilience {
+                retries: 0,
+                ..Resilience::default()
+            },
         }
     }
 }
@@ -191,6 +195,18 @@ impl TestBridge {
             .await
             .expect("metrics text")
     }
+}
+
+/// Asserts that requests refused by the bridge left nothing but rejected interceptions.
+pub fn assert_only_rejections(records: &[Record]) {
+    assert!(
+        records.iter().all(|r| match r {
+            Record::Interception(_) => true,
+            Record::InterceptionEnded(e) => e.outcome == aibridge::record::Outcome::Rejected,
+            _ => false,
+        }),
+        "{records:#?}"
+    );
 }
 
 /// The interception id header of a bridged response.
