@@ -38,6 +38,7 @@ async fn bridge(db: &TestDb, recorder: SqlRecorder) -> (String, MockUpstream, Pi
             base_url: mock.url(),
             api_key: None,
             send_actor_headers: false,
+            resilience: Default::default(),
         }],
         queue,
         metrics: Metrics::register(&mut registry),
