@@ -3,13 +3,16 @@
 
 use axum::body::Body;
 use bytes::Bytes;
+use futures_util::StreamExt;
 use http::Response;
 
 use crate::actor::Actor;
 use crate::api::ErrorKind;
 use crate::bridge::{BridgeState, error_response};
+use crate::dump::Dump;
 use crate::metrics::PassthroughLabels;
 use crate::provider::ProviderConfig;
+use crate::record::new_id;
 use crate::upstream::{client_headers, upstream_headers};
 
 /// Forwards one request and streams the answer back.
@@ -34,6 +37,11 @@ pub async fn forward(
             })
             .inc();
     };
+    let mut dump = provider.resilience.dump_dir.as_deref().map(|dir| {
+        let mut dump = Dump::open(dir, &new_id().to_string(), &provider.name, "passthrough");
+        dump.request(parts.method.as_str(), &url, &headers, &body);
+        dump
+    });
     let resp = state
         .client(provider)
         .request(parts.method.clone(), url)
@@ -48,17 +56,27 @@ pub async fn forward(
             let mut out = Response::new(Body::empty());
             *out.status_mut() = resp.status();
             *out.headers_mut() = client_headers(resp.headers(), keep_length);
-            *out.body_mut() = Body::from_stream(resp.bytes_stream());
+            *out.body_mut() = match dump.take() {
+                Some(mut dump) => {
+                    dump.response(resp.status().as_u16(), resp.headers());
+                    Body::from_stream(resp.bytes_stream().map(move |chunk| {
+                        if let Ok(bytes) = &chunk {
+                            dump.body(bytes);
+                        }
+                        chunk
+                    }))
+                }
+                None => Body::from_stream(resp.bytes_stream()),
+            };
             out
         }
         Err(e) => {
             count(0);
-            error_response(
-                provider.kind,
-                ErrorKind::Upstream,
-                &format!("upstream unreachable: {}", e.without_url()),
-                None,
-            )
+            let message = format!("upstream unreachable: {}", e.without_url());
+            if let Some(dump) = &mut dump {
+                dump.note(&message);
+            }
+            error_response(provider.kind, ErrorKind::Upstream, &message, None)
         }
     }
 }

@@ -62,7 +62,10 @@ pub async fn relay(
 ) -> Response<Body> {
     let status = resp.status();
     let body = match read_capped(&mut resp, cap, ic.idle_timeout()).await {
-        Ok(body) => body,
+        Ok(body) => {
+            ic.dump_body(&body);
+            body
+        }
         Err(e) => {
             let message = e.to_string();
             ic.end(Outcome::UpstreamUnavailable, Some(message.clone()));
@@ -95,7 +98,10 @@ pub async fn relay_error(
 ) -> Response<Body> {
     let status = resp.status();
     let body = match read_capped(&mut resp, cap, ic.idle_timeout()).await {
-        Ok(body) => body,
+        Ok(body) => {
+            ic.dump_body(&body);
+            body
+        }
         Err(e) => {
             let message = e.to_string();
             ic.end(Outcome::UpstreamError, Some(message.clone()));

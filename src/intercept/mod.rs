@@ -16,6 +16,7 @@ use crate::actor::Actor;
 use crate::api::{ApiKind, ErrorKind, Observation, Observer, RequestInfo, error_body};
 use crate::breaker::Admission;
 use crate::bridge::BridgeState;
+use crate::dump::Dump;
 use crate::mcp::ToolCallResult;
 use crate::metrics::{
     BreakerLabels, InterceptionLabels, ModelLabels, RouteLabels, TokenLabels, TokenType,
@@ -65,6 +66,8 @@ pub struct Interception {
     last_status: Option<u16>,
     /// The circuit was open: the response is the bridge's own 503.
     breaker_open: bool,
+    /// The API dump, when the provider has a `dump_dir`.
+    dump: Option<Dump>,
     ended: bool,
 }
 
@@ -113,6 +116,11 @@ impl Interception {
             .inflight
             .get_or_create(&route_labels(&provider, api))
             .inc();
+        let dump = provider
+            .resilience
+            .dump_dir
+            .as_deref()
+            .map(|dir| Dump::open(dir, &id.to_string(), &provider.name, api.as_str()));
         Interception {
             id,
             state,
@@ -126,6 +134,7 @@ impl Interception {
             started: Instant::now(),
             attempts: 0,
             last_status: None,
+            dump,
             breaker_open: false,
             ended: false,
         }
@@ -184,8 +193,12 @@ impl Interception {
         loop {
             if let Admission::Rejected { retry_after } = state.breakers.admit(&key, &policy.breaker)
             {
+                self.note("circuit breaker open: not sent upstream");
                 self.breaker_open = true;
                 return Ok(self.circuit_open_response(retry_after));
+            }
+            if let Some(dump) = &mut self.dump {
+                dump.request("POST", url, headers, &body);
             }
             let sent = Instant::now();
             let attempt = http
@@ -198,6 +211,9 @@ impl Interception {
                     Ok(Ok(resp)) => {
                         let status = resp.status().as_u16();
                         self.upstream_answered(Some(status), sent);
+                        if let Some(dump) = &mut self.dump {
+                            dump.response(status, resp.headers());
+                        }
                         let wait = wait_before_retry(policy, status, resp.headers(), retry);
                         (policy.breaker.trips_on(status), wait, Ok(resp))
                     }
@@ -224,9 +240,13 @@ impl Interception {
                     }
                 };
             state.breakers.report(&key, &policy.breaker, failed);
+            if let Err(message) = &outcome {
+                self.note(message);
+            }
             match wait {
                 Some(wait) if !state.breakers.is_open(&key) => {
                     drop(outcome);
+                    self.note(&format!("retrying in {wait:?}"));
                     state
                         .metrics
                         .retries
@@ -262,6 +282,19 @@ impl Interception {
         );
         h.insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
         reqwest::Response::from(resp)
+    }
+
+    /// Writes response body bytes to the API dump, if there is one.
+    pub fn dump_body(&mut self, chunk: &[u8]) {
+        if let Some(dump) = &mut self.dump {
+            dump.body(chunk);
+        }
+    }
+
+    fn note(&mut self, text: &str) {
+        if let Some(dump) = &mut self.dump {
+            dump.note(text);
+        }
     }
 
     /// The longest gap allowed between two chunks of an upstream body.

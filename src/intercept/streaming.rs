@@ -168,6 +168,9 @@ impl Stream for Relay {
                 }
                 Poll::Ready(Some(Ok(chunk))) => {
                     this.waiting_upstream = false;
+                    if let Some(ic) = this.ic.as_mut() {
+                        ic.dump_body(&chunk);
+                    }
                     this.decoder.push(&chunk);
                     while let Some(event) = this.decoder.next_event() {
                         if this.observer.on_event(&event) == EventAction::Forward {

@@ -199,7 +199,10 @@ pub async fn run_blocking(
         let status = resp.status();
         let headers = client_headers(resp.headers(), false);
         let body = match read_capped(&mut resp, cap, ic.idle_timeout()).await {
-            Ok(body) => body,
+            Ok(body) => {
+                ic.dump_body(&body);
+                body
+            }
             Err(e) => {
                 let message = e.to_string();
                 ic.end(Outcome::UpstreamUnavailable, Some(message.clone()));
@@ -352,6 +355,7 @@ async fn drive_stream(
                 let chunk = chunk.map_err(|e| {
                     Stop::Upstream(format!("upstream stream broke off: {}", e.without_url()))
                 })?;
+                ic.dump_body(&chunk);
                 decoder.push(&chunk);
                 while let Some(event) = decoder.next_event() {
                     observer.on_event(&event);

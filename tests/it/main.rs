@@ -16,6 +16,8 @@ mod mcp_registry;
 mod openai_chat;
 mod openai_responses;
 mod resilience;
+mod secrets;
+mod shutdown;
 mod support;
 
 mod audit_bridge;

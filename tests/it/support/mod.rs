@@ -1,6 +1,8 @@
 //! Shared test helpers: the bridge served on 127.0.0.1:0 against a mock upstream, with an
 //! in-memory recorder behind the real recording pipeline.
 
+pub mod binary;
+
 use std::sync::Arc;
 use std::time::Duration;
 

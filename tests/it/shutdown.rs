@@ -1,0 +1,181 @@
+//! SIGTERM under load, against the built binary: it stops accepting, lets short requests
+//! finish, cancels the rest after the grace period with a clean error in their API's format,
+//! writes every record, and exits 0.
+
+use std::time::Duration;
+
+use aibridge::record::sql::entity::interception;
+use futures_util::StreamExt;
+use mock_upstream::{MockBody, MockResponse, MockUpstream, fixture};
+use sea_orm::EntityTrait;
+use serde_json::json;
+
+use crate::support::binary::Served;
+
+enum Ending {
+    Completed,
+    StreamError,
+    ErrorResponse(u16),
+}
+
+async fn stream_request(http: reqwest::Client, url: String) -> (String, Ending) {
+    let resp = http
+        .post(format!("{url}/anthropic/v1/messages"))
+        .json(
+            &json!({"model": "claude-s", "max_tokens": 64, "stream": true,
+            "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let id = resp.headers()["x-aibridge-interception-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let mut text = String::new();
+    let mut body = resp.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        // A clean end: the body finishes, never a broken connection.
+        text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+    }
+    let last = text
+        .trim_end()
+        .rsplit("\n\n")
+        .next()
+        .unwrap_or("")
+        .to_owned();
+    let ending = if last.contains("message_stop") {
+        Ending::Completed
+    } else {
+        assert!(last.starts_with("event: error\ndata: "), "{text}");
+        assert!(last.contains("shut down"), "{last}");
+        Ending::StreamError
+    };
+    (id, ending)
+}
+
+async fn blocking_request(http: reqwest::Client, url: String) -> (String, Ending) {
+    let resp = http
+        .post(format!("{url}/openai/v1/chat/completions"))
+        .json(&json!({"model": "gpt-s", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let id = resp
+        .headers()
+        .get("x-aibridge-interception-id")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "server_error", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("shutting down")
+    );
+    (id.unwrap_or_default(), Ending::ErrorResponse(status))
+}
+
+#[tokio::test]
+async fn sigterm_finishes_short_requests_cancels_long_ones_and_loses_no_record() {
+    let mock = MockUpstream::start().await;
+    let transcript = fixture("anthropic/simple_text.sse");
+    for i in 0..12 {
+        // Half finish in a moment, half would take minutes.
+        let delay = if i % 2 == 0 { 10 } else { 20_000 };
+        mock.enqueue(MockResponse::sse_with_delay(
+            transcript.clone(),
+            Duration::from_millis(delay),
+        ));
+    }
+    for _ in 0..2 {
+        mock.enqueue_for_path(
+            "/v1/chat/completions",
+            MockResponse::fault(MockBody::StallBeforeHeaders(Duration::from_secs(600))),
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}?mode=rwc", dir.path().join("a.db").display());
+    let config = format!(
+        "listen = \"127.0.0.1:0\"\ndatabase_url = \"{db}\"\nshutdown_grace = \"2s\"\n\
+         [recording]\nspool_dir = \"{spool}\"\n\
+         [[providers]]\nname = \"anthropic\"\nkind = \"anthropic\"\nbase_url = \"{up}\"\n\
+         [[providers]]\nname = \"openai\"\nkind = \"openai\"\nbase_url = \"{up}/v1\"\n",
+        spool = dir.path().display(),
+        up = mock.url(),
+    );
+    let mut served = Served::start(dir.path(), &config, &[]);
+    let http = reqwest::Client::new();
+    let ready = http
+        .get(format!("{}/readyz", served.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+
+    let mut tasks = Vec::new();
+    for _ in 0..12 {
+        tasks.push(tokio::spawn(stream_request(
+            http.clone(),
+            served.url.clone(),
+        )));
+    }
+    for _ in 0..2 {
+        tasks.push(tokio::spawn(blocking_request(
+            http.clone(),
+            served.url.clone(),
+        )));
+    }
+    // Every request has reached the upstream: all are accepted and in flight.
+    let got = mock.wait_for_requests(14, Duration::from_secs(10)).await;
+    assert_eq!(got.len(), 14);
+    served.terminate();
+
+    let mut ids = Vec::new();
+    let (mut completed, mut cut, mut refused) = (0, 0, 0);
+    for task in tasks {
+        let (id, ending) = task.await.unwrap();
+        match ending {
+            Ending::Completed => completed += 1,
+            Ending::StreamError => cut += 1,
+            Ending::ErrorResponse(status) => {
+                assert_eq!(status, 503);
+                refused += 1;
+            }
+        }
+        ids.push(id);
+    }
+    assert_eq!((completed, cut, refused), (6, 6, 2));
+    // No new connection is accepted once shutdown began.
+    let fresh = reqwest::Client::new();
+    assert!(
+        fresh
+            .get(format!("{}/healthz", served.url))
+            .send()
+            .await
+            .is_err()
+    );
+    assert_eq!(served.wait(Duration::from_secs(20)).await, Some(0));
+    let logs = served.logs();
+    assert!(logs.contains("all records written"), "{logs}");
+
+    let conn = sea_orm::Database::connect(&db).await.unwrap();
+    let rows = interception::Entity::find().all(&conn).await.unwrap();
+    assert_eq!(rows.len(), 14);
+    for id in ids.iter().filter(|id| !id.is_empty()) {
+        let row = rows.iter().find(|r| &r.id == id).unwrap();
+        assert!(row.ended_at.is_some(), "{row:?}");
+    }
+    let outcomes = |o: &str| {
+        rows.iter()
+            .filter(|r| r.outcome.as_deref() == Some(o))
+            .count()
+    };
+    assert_eq!(
+        (outcomes("completed"), outcomes("failed")),
+        (6, 8),
+        "{rows:#?}"
+    );
+}
