@@ -81,10 +81,16 @@ class AuditDb:
 
 
 def as_json(value):
-    """JSON columns come back as text (or bytes) from SQLite."""
+    """JSON columns come back as text (or bytes) from SQLite, already decoded from PostgreSQL
+    (where a JSON string value is then a plain str that need not parse again)."""
     if isinstance(value, (bytes, bytearray)):
         value = value.decode()
-    return json.loads(value) if isinstance(value, str) else value
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
 
 
 class QueryError(Exception):

@@ -2,6 +2,7 @@
 calls (parallel and custom), reasoning, upstream errors and the bridge's own errors. Every
 response must parse; the audit rows must say what the model did."""
 
+import json
 import uuid
 
 import openai
@@ -28,13 +29,15 @@ def client(target):
 def tools_of(bridge, marker):
     interception_id = bridge.audit.interceptions_for_prompt(marker)[0]["interception_id"]
     rows = bridge.audit.tool_usages(interception_id)
-    return interception_id, sorted((r["tool"], as_json(r["input"])) for r in rows)
+    calls = [(r["tool"], as_json(r["input"])) for r in rows]
+    # Sort by name, then by the arguments' canonical JSON (dicts do not order themselves).
+    return interception_id, sorted(calls, key=lambda c: (c[0], json.dumps(c[1], sort_keys=True)))
 
 
 @pytest.mark.bridge
 @pytest.mark.audit
 @pytest.mark.chat
-def test_chat_stream_without_include_usage(bridge, via_bridge):
+def test_chat_stream_without_include_usage(audited, via_bridge):
     marker = uuid.uuid4().hex
     stream = client(via_bridge).chat.completions.create(
         model="gpt-5", messages=[{"role": "user", "content": f"hi {marker}"}], stream=True
@@ -44,15 +47,15 @@ def test_chat_stream_without_include_usage(bridge, via_bridge):
     assert all(chunk.choices for chunk in chunks), chunks[-1]
     assert all(chunk.usage is None for chunk in chunks)
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == f"Mock answer: hi {marker}"
-    interception_id = bridge.audit.interceptions_for_prompt(marker)[0]["interception_id"]
-    assert sum(u["output_tokens"] for u in bridge.audit.token_usages(interception_id)) > 0
+    interception_id = audited.audit.interceptions_for_prompt(marker)[0]["interception_id"]
+    assert sum(u["output_tokens"] for u in audited.audit.token_usages(interception_id)) > 0
 
 
 @pytest.mark.bridge
 @pytest.mark.audit
 @pytest.mark.chat
 @pytest.mark.parametrize("stream", [False, True])
-def test_chat_parallel_tool_calls(bridge, via_bridge, stream):
+def test_chat_parallel_tool_calls(audited, via_bridge, stream):
     marker = uuid.uuid4().hex
     args = dict(model="gpt-5", messages=[{"role": "user", "content": f"{marker} {TWO_CALLS}"}], tools=[WEATHER])
     if stream:
@@ -68,7 +71,7 @@ def test_chat_parallel_tool_calls(bridge, via_bridge, stream):
         assert completion.choices[0].finish_reason == "tool_calls"
         arguments = [c.function.arguments for c in completion.choices[0].message.tool_calls]
     assert [as_json(a) for a in arguments] == [{"city": "Paris"}, {"city": "Lyon"}]
-    _, tools = tools_of(bridge, marker)
+    _, tools = tools_of(audited, marker)
     assert tools == [("get_weather", {"city": "Lyon"}), ("get_weather", {"city": "Paris"})]
 
 
@@ -76,7 +79,7 @@ def test_chat_parallel_tool_calls(bridge, via_bridge, stream):
 @pytest.mark.audit
 @pytest.mark.responses
 @pytest.mark.parametrize("stream", [False, True])
-def test_responses_tool_calls_and_reasoning(bridge, via_bridge, stream):
+def test_responses_tool_calls_and_reasoning(audited, via_bridge, stream):
     marker = uuid.uuid4().hex
     prompt = f'{marker} [[thinking]] {TWO_CALLS} [[tool:apply_patch "*** Begin Patch"]]'
     args = dict(model="gpt-5", input=prompt, tools=RESPONSES_TOOLS)
@@ -88,13 +91,13 @@ def test_responses_tool_calls_and_reasoning(bridge, via_bridge, stream):
     assert response.status == "completed"
     kinds = [item.type for item in response.output]
     assert kinds.count("function_call") == 2 and "custom_tool_call" in kinds, kinds
-    interception_id, tools = tools_of(bridge, marker)
+    interception_id, tools = tools_of(audited, marker)
     assert tools == [
         ("apply_patch", "*** Begin Patch"),
         ("get_weather", {"city": "Lyon"}),
         ("get_weather", {"city": "Paris"}),
     ]
-    thoughts = bridge.audit.wait_for(
+    thoughts = audited.audit.wait_for(
         "SELECT * FROM aibridge_model_thoughts WHERE interception_id = ?", (interception_id,), what="thoughts"
     )
     assert thoughts[0]["content"]

@@ -10,7 +10,7 @@ cd "$ROOT"
 # The e2e markers whose parts are in main (e2e/pytest.ini): `mock`, `bridge`, `audit`, `mcp`.
 # A test needing a part not listed here is not run; keep this in step with main.
 # E2E_MARKERS in the environment overrides it (e.g. E2E_MARKERS="mock or bridge").
-E2E_MARKERS_IN_MAIN="mock or (bridge and messages)"
+E2E_MARKERS_IN_MAIN="mock or bridge"
 E2E_MARKERS="${E2E_MARKERS:-$E2E_MARKERS_IN_MAIN}"
 export AIBRIDGE_TEST_POSTGRES_URL="${AIBRIDGE_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
 
