@@ -225,4 +225,106 @@ mod tests {
         assert!(d.pending() <= 64);
         assert_eq!(total + d.pending(), 1006);
     }
+
+    mod props {
+        use proptest::collection::vec;
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// A valid event: field lines (or comments) each ended by LF, CRLF or CR, then a
+        /// blank line with its own terminator.
+        fn event() -> impl Strategy<Value = Vec<u8>> {
+            let terminator = prop_oneof![Just(&b"\n"[..]), Just(&b"\r\n"[..]), Just(&b"\r"[..])];
+            let line = (
+                prop_oneof![
+                    Just("data: "),
+                    Just("event: "),
+                    Just("id: "),
+                    Just(": "),
+                    Just("data:")
+                ],
+                "[a-zA-Z0-9 {}\":,\\[\\]._-]{0,40}",
+                terminator.clone(),
+            );
+            (vec(line, 1..5), terminator).prop_map(|(lines, end)| {
+                let mut out = Vec::new();
+                let mut last: &[u8] = b"";
+                for (field, value, term) in lines {
+                    out.extend_from_slice(field.as_bytes());
+                    out.extend_from_slice(value.as_bytes());
+                    out.extend_from_slice(term);
+                    last = term;
+                }
+                // CR then LF is one terminator, not a line and a blank line.
+                let end = if last == b"\r" && end == b"\n" {
+                    &b"\r\n"[..]
+                } else {
+                    end
+                };
+                out.extend_from_slice(end);
+                out
+            })
+        }
+
+        /// Splits `bytes` at the given cut points (taken modulo its length).
+        fn split(bytes: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {
+            let mut points: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+            points.sort_unstable();
+            let mut out = Vec::new();
+            let mut from = 0;
+            for p in points.into_iter().chain([bytes.len()]) {
+                out.push(bytes[from..p].to_vec());
+                from = p;
+            }
+            out
+        }
+
+        fn decode(decoder: &mut SseDecoder, chunks: &[Vec<u8>], max_held: usize) -> Vec<Bytes> {
+            let mut out = Vec::new();
+            for chunk in chunks {
+                decoder.push(chunk);
+                while let Some(e) = decoder.next_event() {
+                    out.push(e.raw);
+                }
+                assert!(decoder.pending() <= max_held, "{} held", decoder.pending());
+            }
+            out.extend(decoder.finish());
+            out
+        }
+
+        proptest! {
+            #[test]
+            fn any_split_of_a_valid_stream_gives_the_same_events_and_bytes(
+                events in vec(event(), 0..12),
+                cuts in vec(any::<usize>(), 0..10),
+            ) {
+                let stream: Vec<u8> = events.concat();
+                let whole = decode(&mut SseDecoder::default(), &[stream.clone()], usize::MAX);
+                let parts = decode(&mut SseDecoder::default(), &split(&stream, &cuts), usize::MAX);
+                prop_assert_eq!(&parts, &whole);
+                prop_assert_eq!(parts.concat(), stream);
+                // A CR-ended event may only be recognised once the next byte shows it is not
+                // the start of a CRLF, so the count is at least the events before the last.
+                prop_assert!(whole.len() + 1 >= events.len());
+            }
+
+            #[test]
+            fn arbitrary_bytes_never_panic_and_stay_bounded(
+                bytes in vec(any::<u8>(), 0..4096),
+                cuts in vec(any::<usize>(), 0..16),
+            ) {
+                let max = 64;
+                let chunks = split(&bytes, &cuts);
+                let longest = chunks.iter().map(Vec::len).max().unwrap_or(0);
+                let mut decoder = SseDecoder::new(max);
+                let out = decode(&mut decoder, &chunks, max.max(longest));
+                prop_assert_eq!(out.concat(), bytes);
+                for e in &out {
+                    let event = SseEvent::new(e.clone());
+                    let _ = (event.event_type(), event.data());
+                }
+            }
+        }
+    }
 }
