@@ -300,7 +300,7 @@ mod tests {
                 cuts in vec(any::<usize>(), 0..10),
             ) {
                 let stream: Vec<u8> = events.concat();
-                let whole = decode(&mut SseDecoder::default(), &[stream.clone()], usize::MAX);
+                let whole = decode(&mut SseDecoder::default(), std::slice::from_ref(&stream), usize::MAX);
                 let parts = decode(&mut SseDecoder::default(), &split(&stream, &cuts), usize::MAX);
                 prop_assert_eq!(&parts, &whole);
                 prop_assert_eq!(parts.concat(), stream);
