@@ -370,6 +370,23 @@ mod tests {
     }
 
     #[test]
+    fn streams_without_event_lines_are_observed_from_data() {
+        let mut o = ResponsesObserver::default();
+        let ev = |d: &str| SseEvent::new(format!("data: {d}\n\n").into());
+        o.on_event(&ev(r#"{"type":"response.output_text.delta","delta":"x"}"#));
+        o.on_event(&ev(
+            r#"{"type":"response.output_item.done","item":{"type":"reasoning","summary":[{"type":"summary_text","text":"t"}]}}"#,
+        ));
+        o.on_event(&ev(
+            r#"{"type":"response.failed","response":{"id":"resp_9","status":"failed","output":[],"error":null}}"#,
+        ));
+        let obs = o.take();
+        assert_eq!(obs.response_id.as_deref(), Some("resp_9"));
+        assert_eq!(obs.thoughts.len(), 1);
+        assert_eq!(obs.error.as_deref(), Some("response failed"));
+    }
+
+    #[test]
     fn items_are_recorded_once() {
         let mut o = ResponsesObserver::default();
         let ev = |t: &str, d: &str| SseEvent::new(format!("event: {t}\ndata: {d}\n\n").into());
