@@ -54,6 +54,32 @@ pub async fn read_capped(
     }
 }
 
+/// Reads a whole upstream body (capped, dumped when dumping is on). On failure the
+/// interception ends with `outcome` and the client's error response comes back instead.
+pub async fn read_body(
+    ic: &mut Interception,
+    resp: &mut reqwest::Response,
+    cap: usize,
+    outcome: Outcome,
+) -> Result<Bytes, Response<Body>> {
+    match read_capped(resp, cap, ic.idle_timeout()).await {
+        Ok(body) => {
+            ic.dump_body(&body);
+            Ok(body)
+        }
+        Err(e) => {
+            let message = e.to_string();
+            ic.end(outcome, Some(message.clone()));
+            Err(crate::bridge::error_response(
+                ic.provider().kind,
+                ErrorKind::Upstream,
+                &message,
+                Some(ic.id),
+            ))
+        }
+    }
+}
+
 /// Relays a successful blocking response, recording what it says.
 pub async fn relay(
     mut ic: Interception,
@@ -61,21 +87,9 @@ pub async fn relay(
     cap: usize,
 ) -> Response<Body> {
     let status = resp.status();
-    let body = match read_capped(&mut resp, cap, ic.idle_timeout()).await {
-        Ok(body) => {
-            ic.dump_body(&body);
-            body
-        }
-        Err(e) => {
-            let message = e.to_string();
-            ic.end(Outcome::UpstreamUnavailable, Some(message.clone()));
-            return super::super::bridge::error_response(
-                ic.provider().kind,
-                ErrorKind::Upstream,
-                &message,
-                Some(ic.id),
-            );
-        }
+    let body = match read_body(&mut ic, &mut resp, cap, Outcome::UpstreamUnavailable).await {
+        Ok(body) => body,
+        Err(response) => return response,
     };
     let mut observer = ic.observer();
     observer.on_body(&body);
@@ -97,21 +111,9 @@ pub async fn relay_error(
     cap: usize,
 ) -> Response<Body> {
     let status = resp.status();
-    let body = match read_capped(&mut resp, cap, ic.idle_timeout()).await {
-        Ok(body) => {
-            ic.dump_body(&body);
-            body
-        }
-        Err(e) => {
-            let message = e.to_string();
-            ic.end(Outcome::UpstreamError, Some(message.clone()));
-            return super::super::bridge::error_response(
-                ic.provider().kind,
-                ErrorKind::Upstream,
-                &message,
-                Some(ic.id),
-            );
-        }
+    let body = match read_body(&mut ic, &mut resp, cap, Outcome::UpstreamError).await {
+        Ok(body) => body,
+        Err(response) => return response,
     };
     let detail = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
     ic.end(Outcome::UpstreamError, Some(detail));

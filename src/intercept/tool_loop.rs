@@ -18,7 +18,7 @@ use http::{HeaderMap, Response};
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
-use super::blocking::read_capped;
+use super::blocking::read_body;
 use super::{Interception, SHUTDOWN_CANCELLED};
 use crate::api::{ErrorKind, Observer};
 use crate::bridge::{BridgeState, error_response, tag};
@@ -198,16 +198,9 @@ pub async fn run_blocking(
         }
         let status = resp.status();
         let headers = client_headers(resp.headers(), false);
-        let body = match read_capped(&mut resp, cap, ic.idle_timeout()).await {
-            Ok(body) => {
-                ic.dump_body(&body);
-                body
-            }
-            Err(e) => {
-                let message = e.to_string();
-                ic.end(Outcome::UpstreamUnavailable, Some(message.clone()));
-                return error_response(kind, ErrorKind::Upstream, &message, Some(ic.id));
-            }
+        let body = match read_body(&mut ic, &mut resp, cap, Outcome::UpstreamUnavailable).await {
+            Ok(body) => body,
+            Err(response) => return response,
         };
         let mut observer = ic.observer();
         observer.on_body(&body);
