@@ -11,6 +11,7 @@ pub mod audit;
 pub mod breaker;
 pub mod bridge;
 pub mod config;
+pub mod duration;
 pub mod dump;
 pub mod intercept;
 pub mod mcp;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use regex::Regex;
 use serde::Deserialize;
 
-use super::duration::parse_duration;
+use crate::duration::parse_duration;
 use super::secret::{Secret, expand_env};
 
 /// Default for `mcp.max_loop_iterations`.

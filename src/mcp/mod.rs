@@ -18,7 +18,6 @@
 pub mod config;
 pub mod connection;
 pub mod content;
-mod duration;
 pub mod metrics;
 pub mod naming;
 pub mod registry;

@@ -1,4 +1,4 @@
-//! Humane durations in the config: `"500ms"`, `"60s"`, `"2m"`, `"1h"`, `"1.5s"`.
+//! Humane durations in the config files: `"500ms"`, `"60s"`, `"2m"`, `"1h"`, `"1.5s"`.
 
 use std::time::Duration;
 
