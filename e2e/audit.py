@@ -97,6 +97,10 @@ class QueryError(Exception):
     pass
 
 
+# The audit tables' json/jsonb columns.
+JSON_COLUMNS = {"input", "metadata", "ended_metadata"}
+
+
 class PgAuditDb(AuditDb):
     """The same queries through `psql` (no Python driver needed); rows come back as JSON."""
 
@@ -117,4 +121,10 @@ class PgAuditDb(AuditDb):
         )
         if proc.returncode != 0:
             raise QueryError(proc.stderr.strip())
-        return json.loads(proc.stdout)
+        rows = json.loads(proc.stdout)
+        # SQLite hands JSON columns back as text; do the same so `as_json` reads both alike.
+        for row in rows:
+            for column in JSON_COLUMNS & row.keys():
+                if row[column] is not None:
+                    row[column] = json.dumps(row[column])
+        return rows

@@ -48,7 +48,7 @@ base_url = "{mock_url}/v1"
 
 def start_bridge(mock_url, work, database_url, audit, extra=""):
     config = work / "aibridge.toml"
-    config.write_text(bridge_config(mock_url, database_url) + extra)
+    config.write_text(bridge_config(mock_url, database_url) + f'\n[recording]\nspool_dir = "{work}"\n' + extra)
     service = Service("aibridge", [binary("aibridge"), "serve", "--config", config], work)
     try:
         wait_ready(f"{service.url}/readyz")

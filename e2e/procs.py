@@ -54,6 +54,8 @@ class Service:
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
             env=env,
+            # Files a service leaves behind (spool, default databases) stay in its temp dir.
+            cwd=log_dir,
             text=True,
             errors="replace",
         )
