@@ -102,16 +102,26 @@ impl ApiKind {
                 out.extend_from_slice(b"\n\n");
                 Bytes::from(out)
             }
-            ApiKind::ChatCompletions | ApiKind::Responses => {
+            ApiKind::ChatCompletions => {
                 let body = error_body(ProviderKind::OpenAi, kind, message);
                 let mut out = Vec::with_capacity(body.len() + 24);
-                if self == ApiKind::Responses {
-                    out.extend_from_slice(b"event: error\n");
-                }
                 out.extend_from_slice(b"data: ");
                 out.extend_from_slice(&body);
                 out.extend_from_slice(b"\n\n");
                 Bytes::from(out)
+            }
+            ApiKind::Responses => {
+                // A Responses `error` event (`type`, `code`, `message`, `param` at the top)
+                // that also carries the `error` object, which the SDKs raise as an API error.
+                let (kind_name, code) = kind.openai_type();
+                let event = serde_json::json!({
+                    "type": "error",
+                    "code": code.unwrap_or(kind_name),
+                    "message": message,
+                    "param": null,
+                    "error": { "message": message, "type": kind_name, "param": null, "code": code },
+                });
+                Bytes::from(format!("event: error\ndata: {event}\n\n"))
             }
         }
     }

@@ -593,3 +593,59 @@ async fn centralized_key_replaces_the_clients() {
         ]
     );
 }
+
+/// A stream the upstream breaks off after `chunks`.
+pub(crate) fn cut_after(chunks: &[String]) -> MockResponse {
+    MockResponse {
+        status: 200,
+        headers: vec![("content-type".into(), "text/event-stream".into())],
+        body: mock_upstream::MockBody::CutAfter(
+            chunks
+                .iter()
+                .map(|c| (std::time::Duration::ZERO, c.clone().into()))
+                .collect(),
+        ),
+    }
+}
+
+#[tokio::test]
+async fn a_broken_stream_ends_with_an_openai_error_chunk() {
+    let bridge = TestBridge::start().await;
+    let first = format!(
+        "data: {}\n\n",
+        chunk(
+            delta(json!({"role": "assistant", "content": "Par"}), json!(null)),
+            json!(null)
+        )
+    );
+    bridge.mock.enqueue(cut_after(std::slice::from_ref(&first)));
+    let resp = post(&bridge, &body(true, false)).await;
+    let recs = records(&bridge, &resp).await;
+    let text = resp.text().await.unwrap();
+    let tail = text
+        .strip_prefix(&first)
+        .expect("the chunk before the break");
+    let data = tail
+        .strip_prefix("data: ")
+        .unwrap()
+        .strip_suffix("\n\n")
+        .unwrap();
+    let error: Value = serde_json::from_str(data).unwrap();
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("upstream stream broke off"),
+        "{message}"
+    );
+    assert_eq!(
+        error,
+        json!({"error": {"message": message, "type": "server_error", "param": null, "code": "upstream_error"}})
+    );
+    assert_eq!(
+        recs,
+        vec![
+            interception("chat_completions", true, json!({})),
+            prompt("chatcmpl-1", PROMPT),
+            ended("upstream_unavailable", 200, json!({"error": message})),
+        ]
+    );
+}

@@ -4,7 +4,9 @@
 use mock_upstream::MockResponse;
 use serde_json::{Value, json};
 
-use crate::openai_chat::{AUTH, ended, interception, prompt, records, thought, tool, usage};
+use crate::openai_chat::{
+    AUTH, cut_after, ended, interception, prompt, records, thought, tool, usage,
+};
 use crate::support::TestBridge;
 
 const PATH: &str = "/openai/v1/responses";
@@ -522,6 +524,43 @@ async fn codex_body_and_headers_are_forwarded_untouched() {
             ),
             usage_record(),
             ended("completed", 200, json!({})),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_broken_stream_ends_with_a_responses_error_event() {
+    let bridge = TestBridge::start().await;
+    let first = sse(&created());
+    bridge.mock.enqueue(cut_after(std::slice::from_ref(&first)));
+    let resp = post(&bridge, &request(true, json!({}))).await;
+    let recs = records(&bridge, &resp).await;
+    let text = resp.text().await.unwrap();
+    let tail = text
+        .strip_prefix(&first)
+        .expect("the events before the break");
+    let data = tail
+        .strip_prefix("event: error\ndata: ")
+        .unwrap()
+        .strip_suffix("\n\n")
+        .unwrap();
+    let event: Value = serde_json::from_str(data).unwrap();
+    let message = event["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("upstream stream broke off"),
+        "{message}"
+    );
+    assert_eq!(
+        event,
+        json!({"type": "error", "code": "upstream_error", "message": message, "param": null,
+            "error": {"message": message, "type": "server_error", "param": null, "code": "upstream_error"}})
+    );
+    assert_eq!(
+        recs,
+        vec![
+            interception("responses", true, json!({})),
+            prompt(RESP, PROMPT),
+            ended("upstream_unavailable", 200, json!({"error": message})),
         ]
     );
 }
