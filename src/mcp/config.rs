@@ -11,8 +11,8 @@ use std::time::Duration;
 use regex::Regex;
 use serde::Deserialize;
 
-use crate::duration::parse_duration;
 use super::secret::{Secret, expand_env};
+use crate::duration::parse_duration;
 
 /// Default for `mcp.max_loop_iterations`.
 pub const DEFAULT_MAX_LOOP_ITERATIONS: u32 = 10;
