@@ -2,7 +2,8 @@
 
 use std::fmt;
 
-/// A provider key, virtual key or token. `Debug` and `Display` show only a masked hint.
+/// A provider key, virtual key, MCP header value or token. `Debug` and `Display` print
+/// `***`; [`Secret::hint`] gives the masked hint that records may keep.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
@@ -25,13 +26,13 @@ impl Secret {
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Secret({})", self.hint())
+        f.write_str("\"***\"")
     }
 }
 
 impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.hint())
+        f.write_str("***")
     }
 }
 

@@ -1,34 +1,6 @@
-//! Secret strings (MCP header values, child env values) and `${VAR}` expansion.
+//! `${VAR}` expansion into [`Secret`]s (MCP header values, child env values).
 
-use std::fmt;
-
-/// A value that must never be logged: `Debug` and `Display` print `***`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wrap a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The value, for the one place that sends it (a header, a child's environment).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("\"***\"")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
+pub use crate::secret::Secret;
 
 /// Replace every `${NAME}` with `env(NAME)`. `$$` is a literal `$`; any other `$` is kept.
 /// A missing variable is an error naming the variable, never a value.
@@ -62,7 +34,7 @@ pub fn expand_env(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Se
         }
     }
     out.push_str(rest);
-    Ok(Secret(out))
+    Ok(Secret::new(out))
 }
 
 #[cfg(test)]
