@@ -245,3 +245,59 @@ fn encode(records: &[Record]) -> io::Result<Vec<u8>> {
 fn bytecount_newlines(bytes: &[u8]) -> usize {
     bytes.iter().filter(|b| **b == b'\n').count()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{ModelThoughtRecord, new_id};
+
+    fn thought(n: usize) -> Record {
+        Record::ModelThought(ModelThoughtRecord {
+            id: new_id(),
+            interception_id: new_id(),
+            content: format!("thought {n}"),
+            metadata: Default::default(),
+            created_at: chrono::Utc::now(),
+        })
+    }
+
+    #[test]
+    fn a_partial_line_from_a_crash_is_skipped_and_later_appends_survive() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spool");
+        let first = thought(1);
+        let mut bytes = encode(std::slice::from_ref(&first)).unwrap();
+        bytes.extend_from_slice(br#"{"kind":"model_thou"#);
+        fs::write(&path, bytes).unwrap();
+
+        let mut spool = Spool::open(&path).unwrap();
+        assert_eq!(spool.pending(), 2);
+        let second = thought(2);
+        spool.append(std::slice::from_ref(&second)).unwrap();
+        let chunk = spool.peek(10).unwrap();
+        assert_eq!(chunk.records, vec![first, second]);
+        assert_eq!(chunk.corrupt, 1);
+        spool.consume(&chunk, chunk.records.len());
+        assert_eq!(spool.pending(), 0);
+        assert!(spool.reset_if_drained().unwrap());
+        assert_eq!(fs::metadata(&path).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn prepend_puts_older_records_first_in_file_and_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        for mut spool in [
+            Spool::open(&dir.path().join("spool")).unwrap(),
+            Spool::memory(),
+        ] {
+            let (a, b, c, d) = (thought(1), thought(2), thought(3), thought(4));
+            spool.append(&[c.clone(), d.clone()]).unwrap();
+            let chunk = spool.peek(1).unwrap();
+            assert_eq!(chunk.records, vec![c.clone()]);
+            spool.consume(&chunk, 1);
+            spool.prepend(vec![a.clone(), b.clone()]).unwrap();
+            assert_eq!(spool.pending(), 3);
+            assert_eq!(spool.peek(10).unwrap().records, vec![a, b, d]);
+        }
+    }
+}
