@@ -147,12 +147,13 @@ impl Stream for Relay {
             if this.ic.is_none() {
                 return Poll::Ready(None);
             }
+            // Checked before the upstream, so a stream that never pauses is cancelled too.
+            if this.cancelled.as_mut().poll(cx).is_ready() {
+                this.fail(Outcome::Failed, SHUTDOWN_CANCELLED.to_owned());
+                continue;
+            }
             match this.upstream.as_mut().poll_next(cx) {
                 Poll::Pending => {
-                    if this.cancelled.as_mut().poll(cx).is_ready() {
-                        this.fail(Outcome::Failed, SHUTDOWN_CANCELLED.to_owned());
-                        continue;
-                    }
                     if !this.waiting_upstream {
                         this.waiting_upstream = true;
                         let deadline = tokio::time::Instant::now() + this.idle;
