@@ -198,3 +198,69 @@ async fn two_hundred_concurrent_streams_complete() {
         assert_eq!(ended[0].outcome, Outcome::Completed);
     }
 }
+
+fn peak_rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kib / 1024
+}
+
+/// A client that stops reading holds the upstream back: 256 MiB pass through the built
+/// binary while its peak memory stays far below that, and the slow client is logged.
+#[tokio::test]
+async fn a_slow_client_is_logged_and_never_makes_the_bridge_buffer() {
+    let mock = mock_upstream::MockUpstream::start().await;
+    let mut event = b"event: ping\ndata: ".to_vec();
+    event.resize(1024 * 1024 - 2, b'a');
+    event.extend_from_slice(b"\n\n");
+    let event = bytes::Bytes::from(event);
+    let count = 256;
+    let mut resp = MockResponse::sse("");
+    resp.body = mock_upstream::MockBody::Chunks(
+        (0..count)
+            .map(|_| (Duration::ZERO, event.clone()))
+            .collect(),
+    );
+    mock.enqueue(resp);
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "listen = \"127.0.0.1:0\"\ndatabase_url = \"log\"\nlog = \"warn\"\n\
+         [[providers]]\nname = \"anthropic\"\nkind = \"anthropic\"\nbase_url = \"{}\"\n",
+        mock.url()
+    );
+    let mut served = crate::support::binary::Served::start(dir.path(), &config, &[]);
+    let resp = reqwest::Client::new()
+        .post(format!("{}{MESSAGES}", served.url))
+        .header("content-type", "application/json")
+        .body(body("big", true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    // Longer than the bridge's 10 s patience: the next read finds it waited that long.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let mut total = 0usize;
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        total += chunk.unwrap().len();
+    }
+    assert_eq!(total, count * event.len());
+    let peak = peak_rss_mib(served.child.id());
+    assert!(peak < 128, "peak RSS {peak} MiB for a 256 MiB stream");
+    served.terminate();
+    assert_eq!(served.wait(Duration::from_secs(30)).await, Some(0));
+    let logs = served.logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("slow client"))
+        .unwrap_or_else(|| panic!("{logs}"));
+    assert!(
+        line.contains("local") && line.contains("bytes_pending"),
+        "{line}"
+    );
+}
