@@ -405,3 +405,71 @@ async fn a_half_open_probe_reopens_on_failure_and_closes_on_success() {
     assert_eq!(metric(&bridge.metrics().await, "state", "claude-m"), "0");
     assert_eq!(bridge.mock.requests().len(), 6);
 }
+
+#[tokio::test]
+async fn an_open_circuit_answers_in_the_openai_format_too() {
+    let bridge = bridge(breaker_policy(Duration::from_secs(600))).await;
+    let chat = |model: &str| {
+        bridge.post(
+            "/openai/v1/chat/completions",
+            &[],
+            json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}).to_string(),
+        )
+    };
+    for _ in 0..2 {
+        bridge.mock.enqueue(MockResponse::json(503, "{}"));
+        assert_eq!(chat("gpt-sick").await.status(), 503);
+    }
+    let resp = chat("gpt-sick").await;
+    assert_eq!(resp.status(), 503);
+    assert!(resp.headers().contains_key("retry-after"));
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(
+        (v["error"]["type"].as_str(), v["error"]["code"].as_str()),
+        (Some("server_error"), Some("overloaded"))
+    );
+    assert_eq!(bridge.mock.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn the_api_dump_holds_each_attempt_and_the_stream_as_received() {
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = bridge(Resilience {
+        dump_dir: Some(dir.path().to_path_buf()),
+        ..policy(1)
+    })
+    .await;
+    bridge.mock.enqueue(MockResponse::json(503, "{}"));
+    bridge
+        .mock
+        .enqueue(MockResponse::sse_fixture("anthropic/simple_text.sse"));
+    let sent = body("claude-d", true);
+    let resp = bridge
+        .post(
+            MESSAGES,
+            &[("x-api-key", "sk-ant-client-0123456789abcdef")],
+            sent.clone(),
+        )
+        .await;
+    let id = interception_id(&resp);
+    let relayed = resp.bytes().await.unwrap();
+    bridge.records_of(id).await;
+    let path = dir.path().join(format!("{id}-anthropic-messages.http"));
+    let dump = std::fs::read(&path).unwrap();
+    let text = String::from_utf8_lossy(&dump);
+    assert_eq!(
+        text.matches(&format!(">>> POST {}/v1/messages", bridge.mock.url()))
+            .count(),
+        2
+    );
+    assert_eq!(text.matches(&sent).count(), 2);
+    assert!(text.contains("x-api-key: sk-a…cdef"), "{text}");
+    assert!(!text.contains("0123456789"));
+    assert!(
+        text.contains("<<< 503") && text.contains("### retrying in"),
+        "{text}"
+    );
+    let transcript = fixture("anthropic/simple_text.sse");
+    assert!(dump.ends_with(&transcript));
+    assert_eq!(relayed, transcript);
+}
