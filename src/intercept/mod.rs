@@ -2,6 +2,7 @@
 //! upstream → relay (blocking or streaming) while observing → record → end.
 
 pub mod blocking;
+mod send;
 pub mod streaming;
 pub mod tool_loop;
 
@@ -13,21 +14,18 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::actor::Actor;
-use crate::api::{ApiKind, ErrorKind, Observation, Observer, RequestInfo, error_body};
-use crate::breaker::Admission;
+use crate::api::{ApiKind, Observation, Observer, RequestInfo};
 use crate::bridge::BridgeState;
 use crate::dump::Dump;
 use crate::mcp::ToolCallResult;
 use crate::metrics::{
-    BreakerLabels, InterceptionLabels, ModelLabels, RouteLabels, TokenLabels, TokenType,
-    model_label,
+    InterceptionLabels, ModelLabels, RouteLabels, TokenLabels, TokenType, model_label,
 };
 use crate::provider::ProviderConfig;
 use crate::record::{
     InterceptionEndedRecord, InterceptionRecord, ModelThoughtRecord, Outcome, PromptRecord, Record,
     TokenUsageRecord, ToolUsageRecord, new_id,
 };
-use crate::resilience::{backoff, wait_before_retry};
 use crate::upstream::Credential;
 use tool_loop::PendingCall;
 
@@ -163,125 +161,6 @@ impl Interception {
     /// The provider.
     pub fn provider(&self) -> &ProviderConfig {
         &self.provider
-    }
-
-    /// Sends one request upstream. Every upstream call of an interception goes through
-    /// here, so attempts, timing, retries, the circuit breaker and the time-to-first-byte
-    /// timeout live in one place. Nothing of a retried response reaches the client.
-    ///
-    /// An open circuit answers with a synthesized 503 in the provider's error format with
-    /// `Retry-After`, without calling the upstream. The error is a message safe for the
-    /// client: it never holds the URL's credentials or headers. `http` is used only for a
-    /// provider the bridge has no client of its own for.
-    pub async fn send(
-        &mut self,
-        http: &reqwest::Client,
-        url: &str,
-        headers: &http::HeaderMap,
-        body: bytes::Bytes,
-    ) -> Result<reqwest::Response, String> {
-        let state = self.state.clone();
-        let provider = self.provider.clone();
-        let http = state.clients.get(&provider.name).unwrap_or(http);
-        let policy = &provider.resilience;
-        let key = BreakerLabels {
-            provider: provider.name.clone(),
-            endpoint: self.api.as_str().to_owned(),
-            model: model_label(&self.model),
-        };
-        let mut retry = 0u32;
-        loop {
-            if let Admission::Rejected { retry_after } = state.breakers.admit(&key, &policy.breaker)
-            {
-                self.note("circuit breaker open: not sent upstream");
-                self.breaker_open = true;
-                return Ok(self.circuit_open_response(retry_after));
-            }
-            if let Some(dump) = &mut self.dump {
-                dump.request("POST", url, headers, &body);
-            }
-            let sent = Instant::now();
-            let attempt = http
-                .post(url)
-                .headers(headers.clone())
-                .body(body.clone())
-                .send();
-            let (failed, wait, outcome) =
-                match tokio::time::timeout(policy.timeouts.first_byte, attempt).await {
-                    Ok(Ok(resp)) => {
-                        let status = resp.status().as_u16();
-                        self.upstream_answered(Some(status), sent);
-                        if let Some(dump) = &mut self.dump {
-                            dump.response(status, resp.headers());
-                        }
-                        let wait = wait_before_retry(policy, status, resp.headers(), retry);
-                        (policy.breaker.trips_on(status), wait, Ok(resp))
-                    }
-                    Ok(Err(e)) => {
-                        self.upstream_answered(None, sent);
-                        // Nothing was answered, so the request can be sent again.
-                        let wait = (retry < policy.retries)
-                            .then(|| backoff(policy.backoff, retry, policy.max_retry_wait));
-                        (
-                            true,
-                            wait,
-                            Err(format!("upstream unreachable: {}", e.without_url())),
-                        )
-                    }
-                    Err(_) => {
-                        self.upstream_answered(None, sent);
-                        // The upstream may still be working on it: not retried.
-                        let limit = policy.timeouts.first_byte;
-                        (
-                            true,
-                            None,
-                            Err(format!("upstream sent no response within {limit:?}")),
-                        )
-                    }
-                };
-            state.breakers.report(&key, &policy.breaker, failed);
-            if let Err(message) = &outcome {
-                self.note(message);
-            }
-            match wait {
-                Some(wait) if !state.breakers.is_open(&key) => {
-                    drop(outcome);
-                    self.note(&format!("retrying in {wait:?}"));
-                    state
-                        .metrics
-                        .retries
-                        .get_or_create(&route_labels(&provider, self.api))
-                        .inc();
-                    tokio::select! {
-                        () = tokio::time::sleep(wait) => {}
-                        () = state.cancel.cancelled() => {
-                            return Err("the bridge is shutting down".to_owned());
-                        }
-                    }
-                    retry += 1;
-                }
-                _ => return outcome,
-            }
-        }
-    }
-
-    /// The 503 an open circuit answers with, in the provider's error format.
-    fn circuit_open_response(&self, retry_after: Duration) -> reqwest::Response {
-        let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-        let message = format!(
-            "circuit breaker open for {} {}: the upstream failed repeatedly; retry after {secs}s",
-            self.provider.name, self.model
-        );
-        let body = error_body(self.provider.kind, ErrorKind::Overloaded, &message);
-        let mut resp = http::Response::new(body);
-        *resp.status_mut() = ErrorKind::Overloaded.status();
-        let h = resp.headers_mut();
-        h.insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("application/json"),
-        );
-        h.insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
-        reqwest::Response::from(resp)
     }
 
     /// Writes response body bytes to the API dump, if there is one.
