@@ -2,6 +2,7 @@
 
 import dataclasses
 import os
+import re
 import subprocess
 import uuid
 
@@ -150,3 +151,42 @@ def bridge_mcp(mock_upstream, tmp_path_factory):
     bridge = start_bridge(mock_upstream.url, work, f"sqlite://{db_path}?mode=rwc", AuditDb(db_path), extra)
     yield bridge
     bridge.service.stop()
+
+
+# The project's own test MCP server prints its URL (`http://ADDR/mcp`) when it serves.
+TEST_MCP_URL = re.compile(r"http://(\S+:\d+)/mcp")
+
+LOOP_CONFIG = """
+[mcp]
+max_loop_iterations = {max_loop_iterations}
+
+[[mcp.servers]]
+name = "test"
+url = "{url}"
+deny = ["^pid$"]
+call_timeout = "500ms"
+"""
+
+
+@dataclasses.dataclass
+class LoopBridge:
+    bridge: Bridge
+    mcp_url: str
+    max_loop_iterations: int
+
+
+@pytest.fixture(scope="session")
+def bridge_loop(mock_upstream, tmp_path_factory):
+    """A bridge injecting the tools of `aibridge-test-mcp` over streamable HTTP (pid denied,
+    calls time out after 500 ms, at most 2 tool rounds), SQLite audit."""
+    work = tmp_path_factory.mktemp("bridge-loop")
+    mcp = Service("test-mcp", [binary("aibridge-test-mcp"), "--http", "127.0.0.1:0"], work, announce=TEST_MCP_URL)
+    try:
+        mcp_url = f"{mcp.url}/mcp"
+        db_path = work / "audit.db"
+        extra = LOOP_CONFIG.format(max_loop_iterations=2, url=mcp_url)
+        bridge = start_bridge(mock_upstream.url, work, f"sqlite://{db_path}?mode=rwc", AuditDb(db_path), extra)
+        yield LoopBridge(bridge=bridge, mcp_url=mcp_url, max_loop_iterations=2)
+        bridge.service.stop()
+    finally:
+        mcp.stop()

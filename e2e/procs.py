@@ -41,10 +41,12 @@ def tool(relative):
 
 
 class Service:
-    """A child process that announced `listening on http://ADDR`; keeps its output in a log file."""
+    """A child process that announced `listening on http://ADDR` (or whatever `announce` matches,
+    its group 1 being ADDR); keeps its output in a log file."""
 
-    def __init__(self, name, argv, log_dir, env=None):
+    def __init__(self, name, argv, log_dir, env=None, announce=LISTENING):
         self.name = name
+        self._announce = announce
         self.log_path = pathlib.Path(log_dir) / f"{name}.log"
         self._log = open(self.log_path, "w")
         self._lines = queue.Queue()
@@ -82,7 +84,7 @@ class Service:
             if line is None:
                 closed += 1
                 continue
-            found = LISTENING.search(ANSI.sub("", line))
+            found = self._announce.search(ANSI.sub("", line))
             if found:
                 return found.group(1)
         self.stop()

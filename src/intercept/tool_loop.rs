@@ -230,6 +230,7 @@ pub async fn run_blocking(
         }
         let results = if round == setup.max_iterations {
             setup.api.forbid_tools(&mut setup.body);
+            ic.skipped_calls(&own, &response_id, false);
             limit_results(own)
         } else {
             run_calls(&mut ic, &*tools, own, &response_id).await
@@ -379,6 +380,8 @@ async fn drive_stream(
             }
             let results = if round == setup.max_iterations {
                 setup.api.forbid_tools(&mut setup.body);
+                // The model made these calls: the audit keeps them, marked as not run.
+                ic.skipped_calls(&own, &response_id, false);
                 limit_results(own)
             } else {
                 let calls = run_calls(&mut ic, &*tools, own, &response_id);

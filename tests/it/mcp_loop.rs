@@ -301,10 +301,12 @@ async fn the_loop_stops_at_its_cap() {
     for stream in [false, true] {
         let before = f.bridge.mock.requests().len();
         // Each echoed text asks for one more call: deeper than the cap.
-        let mut prompt = "done".to_owned();
+        let mut levels = vec!["done".to_owned()];
         for _ in 0..4 {
-            prompt = format!("[[tool:bmcp_test_echo {}]]", json!({ "text": prompt }));
+            let next = format!("[[tool:bmcp_test_echo {}]]", json!({ "text": levels.last() }));
+            levels.push(next);
         }
+        let prompt = levels[4].clone();
         let (message, records) = exchange(&f, &prompt, stream).await;
         let calls = f.bridge.mock.requests().len() - before;
         assert_eq!(
@@ -319,6 +321,23 @@ async fn the_loop_stops_at_its_cap() {
         let last = f.bridge.mock.requests().last().unwrap().json();
         assert_eq!(last["tool_choice"], json!({"type": "none"}));
         assert_eq!(records_of_kind!(records, TokenUsage).len(), 4);
+        // Every call the model made is recorded: two ran, the one at the cap did not.
+        let tools = records_of_kind!(records, ToolUsage);
+        let runs: Vec<_> = tools
+            .iter()
+            .map(|t| (t.server_url.is_some(), t.invocation_error.as_deref()))
+            .collect();
+        assert_eq!(
+            runs,
+            vec![
+                (true, None),
+                (true, None),
+                (false, Some("not run: tool loop limit reached"))
+            ],
+            "{records:#?}"
+        );
+        // The capped call is the third: the one whose text is the first level's directive.
+        assert_eq!(tools[2].input, json!({ "text": levels[1] }));
     }
 }
 
