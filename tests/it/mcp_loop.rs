@@ -303,7 +303,10 @@ async fn the_loop_stops_at_its_cap() {
         // Each echoed text asks for one more call: deeper than the cap.
         let mut levels = vec!["done".to_owned()];
         for _ in 0..4 {
-            let next = format!("[[tool:bmcp_test_echo {}]]", json!({ "text": levels.last() }));
+            let next = format!(
+                "[[tool:bmcp_test_echo {}]]",
+                json!({ "text": levels.last() })
+            );
             levels.push(next);
         }
         let prompt = levels[4].clone();
