@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Benchmarks the bridge against the mock upstream: builds release binaries, installs the
+# load generator (oha) into bench/.tools if it is not there, then runs every scenario,
+# direct to the mock and through the bridge, interleaved, and writes a Markdown table.
+#
+#   bench/run.sh [--quick] [--out FILE] [--rounds N] [--duration SECS]
+#
+# --quick runs each scenario for one short round: it checks that the benchmark still
+# works, its figures mean little. Results go to bench/results/latest.md unless --out is
+# given. Environment: CARGO_TARGET_DIR (where release binaries are built), OHA (an oha
+# binary to use instead of installing one).
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+target="${CARGO_TARGET_DIR:-$root/target}"
+oha_version="1.16.0"
+
+echo "building release binaries into $target/release" >&2
+cargo build --release --quiet --workspace \
+    --bin aibridge --bin aibridge-mock-upstream --example recorder_throughput
+
+oha="${OHA:-$root/bench/.tools/bin/oha}"
+if ! [ -x "$oha" ] || ! "$oha" --version 2>/dev/null | grep -q "$oha_version"; then
+    echo "installing oha $oha_version into bench/.tools (once)" >&2
+    cargo install --locked --quiet --version "$oha_version" --root "$root/bench/.tools" oha
+    oha="$root/bench/.tools/bin/oha"
+fi
+
+exec python3 "$root/bench/bench.py" \
+    --bin-dir "$target/release" --oha "$oha" "$@"
