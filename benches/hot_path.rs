@@ -4,7 +4,7 @@
 
 use std::hint::black_box;
 
-use aibridge::api::ApiKind;
+use aibridge::api::{ApiKind, RequestInfo};
 use aibridge::sse::SseDecoder;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
@@ -95,7 +95,7 @@ fn sse_decoder(c: &mut Criterion) {
 
 fn observe(stream: &[u8]) -> usize {
     let mut decoder = SseDecoder::default();
-    let mut observer = ApiKind::Messages.observer();
+    let mut observer = ApiKind::Messages.observer(&RequestInfo::default());
     decoder.push(stream);
     while let Some(event) = decoder.next_event() {
         black_box(observer.on_event(&event));
