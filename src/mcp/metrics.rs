@@ -85,22 +85,22 @@ impl McpMetrics {
             connect_failures: Family::default(),
         };
         registry.register(
-            "aibridge_injected_tool_invocations",
+            "injected_tool_invocations",
             "Calls of injected MCP tools, by server, raw tool name and outcome",
             metrics.invocations.clone(),
         );
         registry.register(
-            "aibridge_mcp_call_duration_seconds",
+            "mcp_call_duration_seconds",
             "Duration of MCP tool calls, by server",
             metrics.durations.clone(),
         );
         registry.register(
-            "aibridge_mcp_servers_connected",
+            "mcp_servers_connected",
             "MCP servers currently connected",
             metrics.connected.clone(),
         );
         registry.register(
-            "aibridge_mcp_connect_failures",
+            "mcp_connect_failures",
             "Failed attempts to connect to an MCP server, by server",
             metrics.connect_failures.clone(),
         );

@@ -132,7 +132,19 @@ async fn keys_and_tokens_appear_in_no_log_record_dump_metric_or_error() {
     assert_eq!(models.status(), 200);
     bodies.push(models.text().await.unwrap());
     let metrics = http.get(format!("{url}/metrics")).send().await.unwrap();
-    bodies.push(metrics.text().await.unwrap());
+    let page = metrics.text().await.unwrap();
+    // The bridge, MCP and pipeline metrics share one `aibridge_` prefix, never doubled.
+    for name in [
+        "aibridge_interceptions_total{",
+        "aibridge_injected_tool_invocations_total{",
+        "aibridge_mcp_servers_connected ",
+        "aibridge_record_queue_depth ",
+        "# TYPE aibridge_records counter",
+    ] {
+        assert!(page.contains(name), "{name} missing from /metrics:\n{page}");
+    }
+    assert!(!page.contains("aibridge_aibridge_"), "{page}");
+    bodies.push(page);
 
     // The keys did reach the upstream, where they belong.
     let got = mock.requests();

@@ -66,22 +66,22 @@ impl PipelineMetrics {
     pub fn register(registry: &mut Registry) -> PipelineMetrics {
         let metrics = PipelineMetrics::default();
         registry.register(
-            "aibridge_records",
+            "records",
             "Records by kind and result (written, spooled, replayed, failed)",
             metrics.records.clone(),
         );
         registry.register(
-            "aibridge_record_queue_depth",
+            "record_queue_depth",
             "Records waiting in the in-memory queue",
             metrics.queue_depth.clone(),
         );
         registry.register(
-            "aibridge_record_spool_depth",
+            "record_spool_depth",
             "Records waiting in the spool for the sink to recover",
             metrics.spool_depth.clone(),
         );
         registry.register(
-            "aibridge_record_batch_duration_seconds",
+            "record_batch_duration_seconds",
             "Time to write one batch to the sink, failures included",
             metrics.batch_duration.clone(),
         );

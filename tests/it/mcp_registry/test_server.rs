@@ -290,7 +290,7 @@ async fn stdio_server_works_and_shutdown_ends_the_child() {
 #[tokio::test]
 async fn metrics_count_calls_by_outcome() {
     let server = http_server(Options::default()).await;
-    let mut prometheus = prometheus_client::registry::Registry::default();
+    let mut prometheus = aibridge::metrics::new_registry();
     let metrics = McpMetrics::register(&mut prometheus);
     let config = http_config(&[("t", &server.url())], "call_timeout = \"200ms\"");
     let registry = ToolRegistry::start(&config, Some(metrics));
