@@ -260,19 +260,24 @@ impl Config {
     /// Reads and validates a config file, or the defaults when `path` is `None`.
     pub fn load(path: Option<&Path>, env: &dyn Env) -> Result<Config, ConfigError> {
         let raw = match path {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                    path: path.to_path_buf(),
-                    source,
-                })?;
-                parse_toml(&text).map_err(|message| ConfigError::Parse {
-                    path: path.to_path_buf(),
-                    message,
-                })?
-            }
+            Some(path) => read_raw(path)?,
             None => RawConfig::default(),
         };
         Config::validate(raw, env)
+    }
+
+    /// The audit database URL alone: `AIBRIDGE_DATABASE_URL`, else the file's `database_url`,
+    /// else the default. `aibridge migrate` and `aibridge audit` need nothing else, so they
+    /// work where the provider keys and virtual keys the file names are not set.
+    pub fn database_url(path: Option<&Path>, env: &dyn Env) -> Result<String, ConfigError> {
+        let from_file = match path {
+            Some(path) => read_raw(path)?.database_url,
+            None => None,
+        };
+        Ok(env
+            .var("AIBRIDGE_DATABASE_URL")
+            .or(from_file)
+            .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned()))
     }
 
     /// Validates a raw config, applying env overrides (`AIBRIDGE_LISTEN`, `AIBRIDGE_LOG`,
@@ -347,6 +352,17 @@ impl Config {
             shutdown_grace,
         })
     }
+}
+
+fn read_raw(path: &Path) -> Result<RawConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse_toml(&text).map_err(|message| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message,
+    })
 }
 
 fn parse_toml(text: &str) -> Result<RawConfig, String> {
@@ -532,6 +548,37 @@ mod tests {
         assert!(cfg.providers[0].api_key.is_some());
         assert_eq!(cfg.providers[1].base_url, "https://api.openai.com/v1");
         assert!(cfg.providers[1].api_key.is_none());
+    }
+
+    #[test]
+    fn database_url_needs_no_provider_or_virtual_key_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("aibridge.toml");
+        std::fs::write(
+            &path,
+            "database_url = \"sqlite://from-file.db\"\n\
+             [[providers]]\nname = \"a\"\nkind = \"anthropic\"\napi_key_env = \"UNSET_KEY\"\n\
+             [[auth.keys]]\nactor_id = \"alice\"\nkey_env = \"UNSET_VKEY\"\n",
+        )
+        .unwrap();
+        assert!(Config::load(Some(&path), &env(&[])).is_err());
+        assert_eq!(
+            Config::database_url(Some(&path), &env(&[])).unwrap(),
+            "sqlite://from-file.db"
+        );
+        assert_eq!(
+            Config::database_url(Some(&path), &env(&[("AIBRIDGE_DATABASE_URL", "log")])).unwrap(),
+            "log"
+        );
+        assert_eq!(
+            Config::database_url(None, &env(&[])).unwrap(),
+            DEFAULT_DATABASE_URL
+        );
+        std::fs::write(&path, "database_urll = \"x\"\n").unwrap();
+        assert!(matches!(
+            Config::database_url(Some(&path), &env(&[])),
+            Err(ConfigError::Parse { .. })
+        ));
     }
 
     #[test]

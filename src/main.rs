@@ -106,9 +106,9 @@ fn main() -> anyhow::Result<()> {
             Command::Serve { config, no_migrate } => serve(config.config, no_migrate).await,
             Command::Migrate { config } => migrate(config.config).await,
             Command::Audit { config, command } => {
-                let config = load(config.config)?;
+                let database_url = Config::database_url(config.config.as_deref(), &ProcessEnv)?;
                 let mut out = std::io::stdout().lock();
-                Ok(aibridge::audit::run(command, &config.database_url, &mut out).await?)
+                Ok(aibridge::audit::run(command, &database_url, &mut out).await?)
             }
             Command::Mcp {
                 command: McpCommand::Tools { config },
@@ -160,14 +160,14 @@ fn check(path: Option<PathBuf>) -> anyhow::Result<()> {
 }
 
 async fn migrate(path: Option<PathBuf>) -> anyhow::Result<()> {
-    let config = load(path)?;
-    let sql = SqlRecorder::connect(&config.database_url)
+    let database_url = Config::database_url(path.as_deref(), &ProcessEnv)?;
+    let sql = SqlRecorder::connect(&database_url)
         .await
         .context("cannot open the audit database")?;
     sql.migrate().await.context("migration failed")?;
     println!(
         "migrations applied to {}",
-        aibridge::secret::redact_url(&config.database_url)
+        aibridge::secret::redact_url(&database_url)
     );
     Ok(())
 }

@@ -8,6 +8,7 @@
 
 mod anthropic;
 mod auth;
+mod cli;
 mod client_faults;
 mod example;
 mod mcp_loop;
