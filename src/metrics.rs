@@ -1,6 +1,9 @@
 //! Prometheus metrics (prometheus-client), registered once at start-up. Labels are bounded
 //! sets: never prompt text or an actor id.
 
+use std::collections::HashSet;
+use std::sync::{Arc, PoisonError, RwLock};
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -116,6 +119,8 @@ pub struct Metrics {
     pub retries: Family<RouteLabels, Counter>,
     /// `aibridge_circuit_breaker_*`.
     pub breaker: crate::breaker::BreakerMetrics,
+    /// The model label values in use, capped (see [`ModelLabelCap`]).
+    pub models: ModelLabelCap,
 }
 
 fn latency_histogram() -> Histogram {
@@ -137,6 +142,7 @@ impl Metrics {
             rejected: Family::default(),
             retries: Family::default(),
             breaker: crate::breaker::BreakerMetrics::default(),
+            models: ModelLabelCap::default(),
         };
         registry.register(
             "interceptions",
@@ -211,4 +217,65 @@ pub fn new_registry() -> Registry {
 /// Model names come from clients: cap their length so a label cannot grow without bound.
 pub fn model_label(model: &str) -> String {
     model.chars().take(64).collect()
+}
+
+/// How many distinct model label values a bridge keeps before the rest become
+/// [`OTHER_MODEL`].
+pub const MAX_MODEL_LABELS: usize = 256;
+/// The label value for models seen after [`MAX_MODEL_LABELS`] others.
+pub const OTHER_MODEL: &str = "other";
+
+/// The model names used as label values (and circuit breaker keys). Clients choose the model
+/// string, so without a cap each new string would add time series and a breaker for good:
+/// the first [`MAX_MODEL_LABELS`] distinct names keep their own label, later ones share
+/// [`OTHER_MODEL`].
+#[derive(Debug, Clone, Default)]
+pub struct ModelLabelCap {
+    seen: Arc<RwLock<HashSet<String>>>,
+}
+
+impl ModelLabelCap {
+    /// The label value for `model`.
+    pub fn label(&self, model: &str) -> String {
+        let label = model_label(model);
+        let known = self
+            .seen
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&label);
+        if known {
+            return label;
+        }
+        let mut seen = self.seen.write().unwrap_or_else(PoisonError::into_inner);
+        if seen.len() < MAX_MODEL_LABELS {
+            seen.insert(label.clone());
+            label
+        } else if seen.contains(&label) {
+            label
+        } else {
+            OTHER_MODEL.to_owned()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_labels_are_capped() {
+        let cap = ModelLabelCap::default();
+        for i in 0..MAX_MODEL_LABELS {
+            assert_eq!(cap.label(&format!("m{i}")), format!("m{i}"));
+        }
+        assert_eq!(cap.label("one-too-many"), OTHER_MODEL);
+        assert_eq!(cap.label("m0"), "m0");
+        assert_eq!(
+            cap.label(&format!("m{}", MAX_MODEL_LABELS - 1)),
+            format!("m{}", MAX_MODEL_LABELS - 1)
+        );
+        assert_eq!(cap.label(&"x".repeat(100)), OTHER_MODEL);
+        let long = ModelLabelCap::default().label(&"y".repeat(100));
+        assert_eq!(long, "y".repeat(64));
+    }
 }

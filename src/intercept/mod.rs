@@ -18,9 +18,7 @@ use crate::api::{ApiKind, Observation, Observer, RequestInfo};
 use crate::bridge::BridgeState;
 use crate::dump::Dump;
 use crate::mcp::ToolCallResult;
-use crate::metrics::{
-    InterceptionLabels, ModelLabels, RouteLabels, TokenLabels, TokenType, model_label,
-};
+use crate::metrics::{InterceptionLabels, ModelLabels, RouteLabels, TokenLabels, TokenType};
 use crate::provider::ProviderConfig;
 use crate::record::{
     InterceptionEndedRecord, InterceptionRecord, ModelThoughtRecord, Outcome, PromptRecord, Record,
@@ -211,7 +209,7 @@ impl Interception {
         let response_id = obs.response_id.unwrap_or_default();
         let q = &self.state.queue;
         let m = &self.state.metrics;
-        let model = model_label(&self.model);
+        let model = self.state.metrics.models.label(&self.model);
         if let Some(prompt) = self.prompt.take() {
             q.submit(Record::Prompt(PromptRecord {
                 id: new_id(),
@@ -379,7 +377,7 @@ impl Interception {
         m.interceptions
             .get_or_create(&InterceptionLabels {
                 provider: self.provider.name.clone(),
-                model: model_label(&self.model),
+                model: m.models.label(&self.model),
                 status: outcome.as_str().to_owned(),
                 route: self.api.as_str().to_owned(),
                 client: self.client.to_owned(),

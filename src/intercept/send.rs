@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use super::{Interception, route_labels};
 use crate::api::{ErrorKind, error_body};
 use crate::breaker::Admission;
-use crate::metrics::{BreakerLabels, model_label};
+use crate::metrics::BreakerLabels;
 use crate::resilience::{backoff, wait_before_retry};
 
 impl Interception {
@@ -32,7 +32,7 @@ impl Interception {
         let key = BreakerLabels {
             provider: provider.name.clone(),
             endpoint: self.api.as_str().to_owned(),
-            model: model_label(&self.model),
+            model: state.metrics.models.label(&self.model),
         };
         let mut retry = 0u32;
         loop {
