@@ -74,8 +74,9 @@ pub fn inspect(body: &[u8]) -> Result<RequestInfo, BadRequest> {
     })
 }
 
-/// The text of the last user message: its string content, or its last text block. A user
-/// message holding only tool results is a continuation, not a prompt.
+/// The text of the last user message: its string content, or its text blocks joined with
+/// `\n`. Claude Code adds `<system-reminder>` blocks (context, not what the user typed): they
+/// are left out. A user message holding only tool results is a continuation, not a prompt.
 fn last_user_prompt(messages: &[&RawValue]) -> Option<String> {
     let last_user = messages.iter().rev().find(|m| {
         serde_json::from_str::<RoleView<'_>>(m.get())
@@ -86,15 +87,41 @@ fn last_user_prompt(messages: &[&RawValue]) -> Option<String> {
     let view: UserMessageView = serde_json::from_str(last_user.get()).ok()?;
     match view.content {
         Value::String(s) => Some(s),
-        Value::Array(blocks) => blocks.into_iter().rev().find_map(|b| {
-            if b.get("type").and_then(Value::as_str) == Some("text") {
-                b.get("text").and_then(Value::as_str).map(str::to_owned)
-            } else {
-                None
-            }
-        }),
+        Value::Array(blocks) => {
+            let texts: Vec<String> = blocks
+                .iter()
+                .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
+                .filter_map(|b| b.get("text").and_then(Value::as_str))
+                .filter_map(without_system_reminders)
+                .collect();
+            (!texts.is_empty()).then(|| texts.join("\n"))
+        }
         _ => None,
     }
+}
+
+const REMINDER_OPEN: &str = "<system-reminder>";
+const REMINDER_CLOSE: &str = "</system-reminder>";
+
+/// The text with its `<system-reminder>…</system-reminder>` spans removed: verbatim when it
+/// has none, trimmed when it had some, `None` when nothing else is left.
+fn without_system_reminders(text: &str) -> Option<String> {
+    if !text.contains(REMINDER_OPEN) {
+        return (!text.is_empty()).then(|| text.to_owned());
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find(REMINDER_OPEN) {
+        out.push_str(&rest[..start]);
+        match rest[start..].find(REMINDER_CLOSE) {
+            Some(end) => rest = &rest[start + end + REMINDER_CLOSE.len()..],
+            // An unclosed reminder runs to the end of the block.
+            None => rest = "",
+        }
+    }
+    out.push_str(rest);
+    let kept = out.trim();
+    (!kept.is_empty()).then(|| kept.to_owned())
 }
 
 #[derive(Deserialize, Default)]
@@ -349,6 +376,31 @@ mod tests {
         assert!(info.stream);
         assert_eq!(info.prompt.as_deref(), Some("do it"));
         assert_eq!(info.session_id.as_deref(), Some("s-9"));
+    }
+
+    #[test]
+    fn prompt_joins_text_blocks_without_system_reminders() {
+        let prompt = |content: &str| {
+            let body =
+                format!(r#"{{"model":"m","messages":[{{"role":"user","content":{content}}}]}}"#);
+            inspect(body.as_bytes()).unwrap().prompt
+        };
+        assert_eq!(
+            prompt(r#"[{"type":"text","text":"<system-reminder>ctx</system-reminder>"},{"type":"text","text":"first part"},{"type":"image","source":{}},{"type":"text","text":"second part"},{"type":"text","text":"<system-reminder>\nlate\n</system-reminder>"}]"#).as_deref(),
+            Some("first part\nsecond part")
+        );
+        assert_eq!(
+            prompt(r#"[{"type":"text","text":"<system-reminder>a</system-reminder>\nwhat I typed\n<system-reminder>b"}]"#).as_deref(),
+            Some("what I typed")
+        );
+        assert_eq!(
+            prompt(r#"[{"type":"text","text":"  spaced  "}]"#).as_deref(),
+            Some("  spaced  ")
+        );
+        assert_eq!(
+            prompt(r#"[{"type":"text","text":"<system-reminder>only</system-reminder>"}]"#),
+            None
+        );
     }
 
     #[test]
