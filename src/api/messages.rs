@@ -47,6 +47,7 @@ struct UserMessageView {
 
 /// Reads what the bridge needs from a Messages request.
 pub fn inspect(body: &[u8]) -> Result<RequestInfo, BadRequest> {
+    super::require_object(body)?;
     let view: RequestView<'_> = serde_json::from_slice(body)
         .map_err(|e| BadRequest::new(format!("request body is not valid JSON: {e}")))?;
     let model = match view.model {

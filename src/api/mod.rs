@@ -164,6 +164,20 @@ impl BadRequest {
     }
 }
 
+/// Refuses a body that is not a JSON object before any view reads it: serde fills a struct
+/// from a JSON array by position, so `["m"]` would otherwise pass as a request with a model.
+pub(crate) fn require_object(body: &[u8]) -> Result<(), BadRequest> {
+    if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+        return Ok(());
+    }
+    match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+        Ok(_) => Err(BadRequest::new("request body must be a JSON object")),
+        Err(e) => Err(BadRequest::new(format!(
+            "request body is not valid JSON: {e}"
+        ))),
+    }
+}
+
 /// Token usage of one upstream response, in the bridge's terms: `input` excludes cached
 /// tokens.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -316,4 +330,44 @@ pub fn parse_arguments(raw: &str) -> Value {
         return Value::Object(Map::new());
     }
     serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_api_refuses_bodies_that_are_not_objects() {
+        for api in [
+            ApiKind::Messages,
+            ApiKind::ChatCompletions,
+            ApiKind::Responses,
+        ] {
+            for body in [
+                &br#"["m", true]"#[..],
+                b" [{\"model\":\"m\"}]",
+                b"\"m\"",
+                b"1",
+                b"null",
+            ] {
+                let err = api.inspect(body).err().map(|e| e.message);
+                assert_eq!(
+                    err.as_deref(),
+                    Some("request body must be a JSON object"),
+                    "{} {:?}",
+                    api.as_str(),
+                    String::from_utf8_lossy(body)
+                );
+            }
+            let err = api.inspect(b"").err().map(|e| e.message);
+            assert_eq!(
+                err.as_deref(),
+                Some(
+                    "request body is not valid JSON: EOF while parsing a value at line 1 column 0"
+                )
+            );
+            let ok = api.inspect(b" \n\t{\"model\":\"m\"}").map(|i| i.model);
+            assert_eq!(ok.ok().as_deref(), Some("m"), "{}", api.as_str());
+        }
+    }
 }

@@ -46,6 +46,7 @@ struct InputItemView<'a> {
 /// Reads what the bridge needs from a Responses request. `background: true` is refused:
 /// the bridge relays one response per request and cannot follow a background one.
 pub fn inspect(body: &[u8]) -> Result<RequestInfo, BadRequest> {
+    super::require_object(body)?;
     let view: RequestView<'_> = serde_json::from_slice(body)
         .map_err(|e| BadRequest::new(format!("request body is not valid JSON: {e}")))?;
     let model = read_model(view.model)?;

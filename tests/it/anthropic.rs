@@ -250,6 +250,8 @@ async fn bad_bodies_get_400_and_nothing_goes_upstream() {
         ("not json", "not valid JSON"),
         (r#"{"messages":[]}"#, "model"),
         (r#"{"model":"m","stream":"yes","messages":[]}"#, "stream"),
+        // serde would fill the request view from an array by position.
+        (r#"["claude-test-1", false, []]"#, "must be a JSON object"),
     ] {
         let resp = bridge.post(MESSAGES, &[], body).await;
         assert_eq!(resp.status(), 400);
@@ -263,7 +265,7 @@ async fn bad_bodies_get_400_and_nothing_goes_upstream() {
     }
     assert!(bridge.mock.requests().is_empty());
     assert!(bridge.metrics().await.contains(
-        "aibridge_rejected_requests_total{provider=\"anthropic\",reason=\"invalid_body\"} 3"
+        "aibridge_rejected_requests_total{provider=\"anthropic\",reason=\"invalid_body\"} 4"
     ));
 }
 

@@ -532,6 +532,10 @@ async fn bridge_errors_use_openai_format_and_nothing_goes_upstream() {
             r#"{"model":"gpt-5","stream":"yes"}"#,
             "stream: expected a boolean",
         ),
+        (
+            r#"["gpt-5", [], true]"#,
+            "request body must be a JSON object",
+        ),
     ] {
         let resp = post(&bridge, sent).await;
         assert_eq!(resp.status(), 400);

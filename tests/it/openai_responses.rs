@@ -466,6 +466,21 @@ async fn background_is_refused_before_anything_goes_upstream() {
     crate::support::assert_only_rejections(&bridge.recorder.records());
 }
 
+#[tokio::test]
+async fn a_json_array_body_is_refused_before_anything_goes_upstream() {
+    let bridge = TestBridge::start().await;
+    let resp = post(&bridge, r#"["gpt-5", "hi"]"#).await;
+    assert_eq!(resp.status(), 400);
+    let v: Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+    assert_eq!(
+        v,
+        json!({"error": {"message": "request body must be a JSON object",
+            "type": "invalid_request_error", "param": null, "code": null}})
+    );
+    assert!(bridge.mock.requests().is_empty());
+    crate::support::assert_only_rejections(&bridge.recorder.records());
+}
+
 /// Codex's second turn, as captured, plus a `namespace` tool and a reasoning item without
 /// an id: everything reaches the upstream byte for byte, headers included.
 #[tokio::test]
