@@ -12,7 +12,16 @@ cd "$ROOT"
 # E2E_MARKERS in the environment overrides it (e.g. E2E_MARKERS="mock or bridge").
 E2E_MARKERS_IN_MAIN="mock or bridge"
 E2E_MARKERS="${E2E_MARKERS:-$E2E_MARKERS_IN_MAIN}"
-export AIBRIDGE_TEST_POSTGRES_URL="${AIBRIDGE_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
+# The PostgreSQL tests use AIBRIDGE_TEST_POSTGRES_URL; unset, the local server of the
+# development machine is used if it listens, else they are skipped (and this says so).
+if [[ -z "${AIBRIDGE_TEST_POSTGRES_URL:-}" ]]; then
+  if (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
+    export AIBRIDGE_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:5432/test"
+    echo "== PostgreSQL tests: $AIBRIDGE_TEST_POSTGRES_URL (AIBRIDGE_TEST_POSTGRES_URL was not set)"
+  else
+    echo "== PostgreSQL tests SKIPPED: AIBRIDGE_TEST_POSTGRES_URL is not set and nothing listens on 127.0.0.1:5432"
+  fi
+fi
 
 scripts/setup-test-deps.sh
 

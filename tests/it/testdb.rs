@@ -37,6 +37,20 @@ pub fn fast_options() -> SqlOptions {
     }
 }
 
+/// Says once per run, on the real stderr, that the PostgreSQL tests are skipped. The test
+/// harness captures `eprintln!` of passing tests, so the notice is written to the stream
+/// directly (which the harness does not capture).
+fn note_postgres_skipped() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "NOTE: {POSTGRES_ENV} is not set: the PostgreSQL tests were skipped"
+        );
+    });
+}
+
 impl TestDb {
     /// A new SQLite file in a temp dir.
     pub async fn sqlite() -> TestDb {
@@ -56,7 +70,7 @@ impl TestDb {
     /// A new PostgreSQL database, or `None` (with a note) when the env var is not set.
     pub async fn postgres() -> Option<TestDb> {
         let Ok(admin_url) = std::env::var(POSTGRES_ENV) else {
-            eprintln!("{POSTGRES_ENV} is not set: PostgreSQL test skipped");
+            note_postgres_skipped();
             return None;
         };
         let name = format!("aibridge_t_{}", uuid::Uuid::now_v7().simple());
