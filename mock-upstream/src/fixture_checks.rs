@@ -93,7 +93,7 @@ fn anthropic_transcripts_follow_the_event_rules() {
                         ("thinking", "signature_delta") => {
                             block["signature"] = delta["signature"].clone()
                         }
-                        ("tool_use", "input_json_delta") => {
+                        ("tool_use" | "server_tool_use", "input_json_delta") => {
                             let so_far = block.get("partial").cloned().unwrap_or(json!(""));
                             let mut joined = so_far;
                             append(&mut joined, &delta["partial_json"]);
