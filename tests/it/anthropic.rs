@@ -1,10 +1,10 @@
 //! Anthropic Messages through the bridge: blocking and streaming scenarios against the mock
 //! upstream's smart mode, with the exact records each one leaves.
 
-use aibridge::record::{Outcome, Record};
+use aibridge::record::Record;
 use serde_json::{Value, json};
 
-use crate::records_of_kind;
+use crate::openai_chat::{ended, normalized, prompt, thought};
 use crate::support::{TestBridge, interception_id};
 
 const MESSAGES: &str = "/anthropic/v1/messages";
@@ -58,125 +58,143 @@ async fn run(bridge: &TestBridge, prompt: &str, stream: bool) -> (u16, String, V
     (status, body, bridge.records_of(id).await)
 }
 
+/// The interception record of `run`'s requests (single user, the client's own key).
+fn started(streaming: bool) -> Value {
+    json!({"kind": "interception", "initiator_id": "local", "provider": "anthropic",
+        "provider_name": "anthropic", "api": "messages", "model": "claude-test-1",
+        "client": "unknown", "user_agent": null, "client_session_id": null,
+        "credential_kind": "byok", "credential_hint": "sk-a…3456", "streaming": streaming,
+        "metadata": {}})
+}
+
+fn usage(
+    response_id: &str,
+    input: i64,
+    output: i64,
+    cache_read: i64,
+    cache_write: i64,
+    extra: Value,
+) -> Value {
+    json!({"kind": "token_usage", "provider_response_id": response_id, "input_tokens": input,
+        "output_tokens": output, "cache_read_input_tokens": cache_read,
+        "cache_write_input_tokens": cache_write, "extra": extra})
+}
+
+/// The extra token counts the mock (and most fixtures) report: both cache TTLs at zero.
+fn no_cache_writes() -> Value {
+    json!({"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0})
+}
+
+fn tool_use(response_id: &str, call: &str, name: &str, input: Value) -> Value {
+    crate::openai_chat::tool(response_id, call, name, input, json!({}))
+}
+
+/// The mock's response id for its `n`th id (ids count up per mock: messages and tool calls).
+fn mock_id(prefix: &str, n: u32) -> String {
+    format!("{prefix}_mock{n:06}")
+}
+
 #[tokio::test]
 async fn simple_text_blocking_and_streaming() {
     let bridge = TestBridge::start().await;
-    for stream in [false, true] {
+    for (n, stream) in [(1, false), (2, true)] {
         let (status, body, records) = run(&bridge, "hello there", stream).await;
         assert_eq!(status, 200);
         assert_eq!(answer_text(&body, stream), "Mock answer: hello there");
-        let started = records_of_kind!(records, Interception);
-        assert_eq!(started.len(), 1);
-        let s = &started[0];
+        let msg = mock_id("msg", n);
         assert_eq!(
-            (
-                s.initiator_id.as_str(),
-                s.provider.as_str(),
-                s.provider_name.as_str()
-            ),
-            ("local", "anthropic", "anthropic")
+            normalized(&records),
+            vec![
+                started(stream),
+                prompt(&msg, "hello there"),
+                usage(&msg, 11, 5, 0, 0, no_cache_writes()),
+                ended("completed", 200, json!({})),
+            ],
+            "stream={stream}"
         );
-        assert_eq!(
-            (s.api.as_str(), s.model.as_str(), s.streaming),
-            ("messages", "claude-test-1", stream)
-        );
-        assert_eq!(s.credential_kind, "byok");
-        assert_eq!(s.credential_hint.as_deref(), Some("sk-a…3456"));
-        let prompts = records_of_kind!(records, Prompt);
-        assert_eq!(prompts.len(), 1);
-        assert_eq!(prompts[0].prompt, "hello there");
-        assert!(prompts[0].provider_response_id.starts_with("msg_mock"));
-        let usage = records_of_kind!(records, TokenUsage);
-        assert_eq!(usage.len(), 1);
-        assert_eq!(
-            (
-                usage[0].input_tokens,
-                usage[0].output_tokens,
-                usage[0].cache_read_input_tokens,
-                usage[0].cache_write_input_tokens
-            ),
-            (11, 5, 0, 0)
-        );
-        assert!(records_of_kind!(records, ToolUsage).is_empty());
-        let ended = records_of_kind!(records, InterceptionEnded);
-        assert_eq!(
-            (
-                ended[0].outcome,
-                ended[0].upstream_status,
-                ended[0].attempts
-            ),
-            (Outcome::Completed, Some(200), 1)
-        );
-        // Order per interception: start first, end last.
-        assert!(matches!(records.first(), Some(Record::Interception(_))));
-        assert!(matches!(records.last(), Some(Record::InterceptionEnded(_))));
     }
 }
 
 #[tokio::test]
 async fn client_tool_calls_are_recorded_each() {
     let bridge = TestBridge::start().await;
+    let mut n = 0;
+    let mut next = |prefix: &str| {
+        n += 1;
+        mock_id(prefix, n)
+    };
     for stream in [false, true] {
-        let (_, _, records) =
-            run(&bridge, r#"[[tool:get_weather {"city":"Paris"}]]"#, stream).await;
-        let tools = records_of_kind!(records, ToolUsage);
-        assert_eq!(tools.len(), 1, "{records:#?}");
+        let one = r#"[[tool:get_weather {"city":"Paris"}]]"#;
+        let (_, _, records) = run(&bridge, one, stream).await;
+        let (msg, call) = (next("msg"), next("toolu"));
         assert_eq!(
-            (tools[0].tool.as_str(), tools[0].injected),
-            ("get_weather", false)
-        );
-        assert_eq!(tools[0].input, json!({"city": "Paris"}));
-        assert!(
-            tools[0]
-                .provider_tool_call_id
-                .as_deref()
-                .unwrap()
-                .starts_with("toolu_mock")
-        );
-        assert_eq!(records_of_kind!(records, TokenUsage)[0].output_tokens, 3);
-
-        let (_, _, records) = run(
-            &bridge,
-            r#"[[tool:get_weather {"city":"Oslo"}]] [[tool:get_time]]"#,
-            stream,
-        )
-        .await;
-        let tools = records_of_kind!(records, ToolUsage);
-        let names: Vec<_> = tools
-            .iter()
-            .map(|t| (t.tool.as_str(), t.input.clone()))
-            .collect();
-        assert_eq!(
-            names,
+            normalized(&records),
             vec![
-                ("get_weather", json!({"city": "Oslo"})),
-                ("get_time", json!({}))
-            ]
+                started(stream),
+                prompt(&msg, one),
+                usage(&msg, 11, 3, 0, 0, no_cache_writes()),
+                tool_use(&msg, &call, "get_weather", json!({"city": "Paris"})),
+                ended("completed", 200, json!({})),
+            ],
+            "stream={stream}"
         );
-        assert_eq!(records_of_kind!(records, TokenUsage)[0].output_tokens, 5);
+
+        let two = r#"[[tool:get_weather {"city":"Oslo"}]] [[tool:get_time]]"#;
+        let (_, _, records) = run(&bridge, two, stream).await;
+        let (msg, call1, call2) = (next("msg"), next("toolu"), next("toolu"));
+        assert_eq!(
+            normalized(&records),
+            vec![
+                started(stream),
+                prompt(&msg, two),
+                usage(&msg, 11, 5, 0, 0, no_cache_writes()),
+                tool_use(&msg, &call1, "get_weather", json!({"city": "Oslo"})),
+                tool_use(&msg, &call2, "get_time", json!({})),
+                ended("completed", 200, json!({})),
+            ],
+            "stream={stream}"
+        );
     }
 }
 
 #[tokio::test]
 async fn thinking_is_recorded_as_a_thought() {
     let bridge = TestBridge::start().await;
-    for stream in [false, true] {
-        let (_, _, records) = run(&bridge, "[[thinking]] think first", stream).await;
-        let thoughts = records_of_kind!(records, ModelThought);
-        assert_eq!(thoughts.len(), 1, "{records:#?}");
-        assert!(!thoughts[0].content.is_empty());
-        assert_eq!(thoughts[0].metadata["source"], "thinking");
-        assert_eq!(records_of_kind!(records, TokenUsage)[0].output_tokens, 7);
+    for (n, stream) in [(1, false), (2, true)] {
+        let text = "[[thinking]] think first";
+        let (_, _, records) = run(&bridge, text, stream).await;
+        let msg = mock_id("msg", n);
+        assert_eq!(
+            normalized(&records),
+            vec![
+                started(stream),
+                prompt(&msg, text),
+                usage(&msg, 11, 7, 0, 0, no_cache_writes()),
+                thought("Mock thinking about: [[thinking]] think first", "thinking"),
+                ended("completed", 200, json!({})),
+            ],
+            "stream={stream}"
+        );
     }
 }
 
 #[tokio::test]
 async fn cache_reads_are_recorded_apart_from_input() {
     let bridge = TestBridge::start().await;
-    for stream in [false, true] {
-        let (_, _, records) = run(&bridge, "[[cached:7]] again", stream).await;
-        let usage = &records_of_kind!(records, TokenUsage)[0];
-        assert_eq!((usage.input_tokens, usage.cache_read_input_tokens), (11, 7));
+    for (n, stream) in [(1, false), (2, true)] {
+        let text = "[[cached:7]] again";
+        let (_, _, records) = run(&bridge, text, stream).await;
+        let msg = mock_id("msg", n);
+        assert_eq!(
+            normalized(&records),
+            vec![
+                started(stream),
+                prompt(&msg, text),
+                usage(&msg, 11, 5, 7, 0, no_cache_writes()),
+                ended("completed", 200, json!({})),
+            ],
+            "stream={stream}"
+        );
     }
 }
 
@@ -186,16 +204,20 @@ async fn upstream_error_status_is_relayed_before_the_stream() {
     for stream in [false, true] {
         let (status, body, records) = run(&bridge, "[[status:400]]", stream).await;
         assert_eq!(status, 400);
-        let v: Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(v["type"], "error");
-        assert_eq!(v["error"]["type"], "invalid_request_error");
-        let ended = &records_of_kind!(records, InterceptionEnded)[0];
         assert_eq!(
-            (ended.outcome, ended.upstream_status),
-            (Outcome::UpstreamError, Some(400))
+            body,
+            r#"{"type":"error","error":{"type":"invalid_request_error","message":"Mock upstream error for [[status:400]]."},"request_id":"req_mock_error"}"#
         );
-        // The prompt is kept even though the upstream refused.
-        assert_eq!(records_of_kind!(records, Prompt).len(), 1);
+        // The prompt is kept even though the upstream refused; the end keeps the body.
+        assert_eq!(
+            normalized(&records),
+            vec![
+                started(stream),
+                prompt("", "[[status:400]]"),
+                ended("upstream_error", 400, json!({"error": body})),
+            ],
+            "stream={stream}"
+        );
     }
 }
 
@@ -206,13 +228,19 @@ async fn mid_stream_error_event_reaches_the_client() {
     assert_eq!(status, 200);
     assert!(body.contains("event: error"), "{body}");
     assert!(body.contains("overloaded_error"), "{body}");
-    let ended = &records_of_kind!(records, InterceptionEnded)[0];
-    assert_eq!(ended.outcome, Outcome::UpstreamError);
-    assert!(
-        ended.metadata["error"]
-            .as_str()
-            .unwrap()
-            .contains("overloaded")
+    let msg = mock_id("msg", 1);
+    assert_eq!(
+        normalized(&records),
+        vec![
+            started(true),
+            prompt(&msg, "[[error:overloaded]]"),
+            usage(&msg, 11, 1, 0, 0, no_cache_writes()),
+            ended(
+                "upstream_error",
+                200,
+                json!({"error": "overloaded_error: Overloaded"})
+            ),
+        ]
     );
 }
 
@@ -229,16 +257,14 @@ async fn unreachable_upstream_is_a_502_in_anthropic_format() {
         let v: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(v["type"], "error");
         assert_eq!(v["error"]["type"], "api_error");
-        assert!(
-            v["error"]["message"]
-                .as_str()
-                .unwrap()
-                .starts_with("upstream unreachable")
-        );
-        let ended = &records_of_kind!(records, InterceptionEnded)[0];
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(message.starts_with("upstream unreachable"), "{message}");
+        let mut end = ended("upstream_unavailable", 0, json!({"error": message}));
+        end["upstream_status"] = Value::Null;
         assert_eq!(
-            (ended.outcome, ended.upstream_status),
-            (Outcome::UpstreamUnavailable, None)
+            normalized(&records),
+            vec![started(stream), prompt("", "hi"), end],
+            "stream={stream}"
         );
     }
 }
@@ -339,13 +365,21 @@ async fn headers_are_forwarded_verbatim_without_hop_by_hop_ones() {
         got.header("authorization"),
         Some("Bearer sk-ant-byok-abcdefghijkl")
     );
-    let records = bridge.records_of(id).await;
-    let s = &records_of_kind!(records, Interception)[0];
-    assert_eq!(s.client, "claude-code");
-    assert_eq!(s.client_session_id.as_deref(), Some("sess-123"));
+    // The actor header is ignored (trusted headers are off by default): the actor is `local`.
+    let mut start = started(false);
+    start["client"] = json!("claude-code");
+    start["client_session_id"] = json!("sess-123");
+    start["user_agent"] = json!("claude-cli/2.1.330 (external, cli)");
+    start["credential_hint"] = json!("sk-a…ijkl");
+    let msg = mock_id("msg", 1);
     assert_eq!(
-        s.user_agent.as_deref(),
-        Some("claude-cli/2.1.330 (external, cli)")
+        normalized(&bridge.records_of(id).await),
+        vec![
+            start,
+            prompt(&msg, "hi"),
+            usage(&msg, 11, 5, 0, 0, no_cache_writes()),
+            ended("completed", 200, json!({})),
+        ]
     );
 }
 
@@ -356,12 +390,17 @@ async fn session_id_from_metadata_user_id() {
     body["metadata"] =
         json!({"user_id": r#"{"device_id":"abc","account_uuid":"","session_id":"5f0c-11"}"#});
     let resp = bridge.post(MESSAGES, &[], body.to_string()).await;
-    let records = bridge.records_of(interception_id(&resp)).await;
+    let mut start = replay_started(false);
+    start["client_session_id"] = json!("5f0c-11");
+    let msg = mock_id("msg", 1);
     assert_eq!(
-        records_of_kind!(records, Interception)[0]
-            .client_session_id
-            .as_deref(),
-        Some("5f0c-11")
+        normalized(&bridge.records_of(interception_id(&resp)).await),
+        vec![
+            start,
+            prompt(&msg, "hi"),
+            usage(&msg, 11, 5, 0, 0, no_cache_writes()),
+            ended("completed", 200, json!({})),
+        ]
     );
 }
 
@@ -456,109 +495,195 @@ async fn metrics_count_interceptions_and_tokens() {
     assert!(m.contains("aibridge_upstream_ttfb_seconds_count"), "{m}");
 }
 
-/// Replays a fixture pair (blocking JSON, SSE transcript) and returns the records of each.
-async fn replay(bridge: &TestBridge, name: &str) -> [Vec<Record>; 2] {
+/// The interception record of a replayed fixture: the request carries no key.
+fn replay_started(streaming: bool) -> Value {
+    let mut v = started(streaming);
+    v["credential_kind"] = json!("none");
+    v["credential_hint"] = Value::Null;
+    v
+}
+
+/// Sends the `replay` request with the fixture `file` (under `anthropic/`) as the upstream's
+/// answer; checks that the client gets the fixture's exact bytes and that status, and returns
+/// the normalized records.
+async fn replay_one(bridge: &TestBridge, file: &str, status: u16, stream: bool) -> Vec<Value> {
     use mock_upstream::{MockResponse, fixture};
-    let mut out = Vec::new();
+    let path = format!("anthropic/{file}");
+    bridge.mock.enqueue(if file.ends_with(".sse") {
+        MockResponse::sse_fixture(&path)
+    } else {
+        MockResponse::json_fixture(status, &path)
+    });
+    let resp = bridge
+        .post(MESSAGES, &[], request("replay", stream).to_string())
+        .await;
+    assert_eq!(resp.status(), status, "{file} stream={stream}");
+    let id = interception_id(&resp);
+    // Responses the bridge has no reason to change arrive as the exact bytes sent.
+    let body = resp.bytes().await.unwrap();
+    assert_eq!(body, fixture(&path), "{file} stream={stream}");
+    normalized(&bridge.records_of(id).await)
+}
+
+/// Replays `name.json` (blocking) and `name.sse` (streaming); `records(stream)` is what each
+/// must leave.
+async fn replay(bridge: &TestBridge, name: &str, records: impl Fn(bool) -> Vec<Value>) {
     for stream in [false, true] {
-        if stream {
-            bridge
-                .mock
-                .enqueue(MockResponse::sse_fixture(&format!("anthropic/{name}.sse")));
-        } else {
-            bridge.mock.enqueue(MockResponse::json_fixture(
-                200,
-                &format!("anthropic/{name}.json"),
-            ));
-        }
-        let resp = bridge
-            .post(MESSAGES, &[], request("replay", stream).to_string())
-            .await;
-        assert_eq!(resp.status(), 200);
-        let id = interception_id(&resp);
-        let body = resp.bytes().await.unwrap();
-        // Events the bridge has no reason to change arrive as the exact bytes sent.
-        let sent = fixture(&format!(
-            "anthropic/{name}.{}",
-            if stream { "sse" } else { "json" }
-        ));
-        assert_eq!(body, sent, "{name} stream={stream}");
-        out.push(bridge.records_of(id).await);
+        let ext = if stream { "sse" } else { "json" };
+        let got = replay_one(bridge, &format!("{name}.{ext}"), 200, stream).await;
+        assert_eq!(got, records(stream), "{name}.{ext}");
     }
-    out.try_into().unwrap()
 }
 
 #[tokio::test]
-async fn fixtures_thinking_then_tool_use() {
+async fn fixtures_two_thinking_blocks_then_tool_use() {
     let bridge = TestBridge::start().await;
-    for records in replay(&bridge, "thinking_then_tool_use").await {
-        let thoughts = records_of_kind!(records, ModelThought);
-        assert_eq!(thoughts.len(), 1, "{records:#?}");
-        assert_eq!(thoughts[0].metadata["source"], "thinking");
-        let tools = records_of_kind!(records, ToolUsage);
-        assert_eq!(tools.len(), 1);
-        assert_eq!(
-            (tools[0].tool.as_str(), tools[0].input.clone()),
-            ("search_docs", json!({"query": "release notes"}))
-        );
-        let u = &records_of_kind!(records, TokenUsage)[0];
-        assert_eq!((u.input_tokens, u.output_tokens), (520, 180));
-    }
+    let msg = "msg_01FixThinkingTool000001";
+    replay(&bridge, "thinking_then_tool_use", |stream| {
+        vec![
+            replay_started(stream),
+            prompt(msg, "replay"),
+            usage(msg, 520, 180, 0, 0, no_cache_writes()),
+            tool_use(
+                msg,
+                "toolu_01FixSearch0000000001",
+                "search_docs",
+                json!({"query": "release notes"}),
+            ),
+            thought(
+                "The user wants the latest release notes. I should search the docs first.",
+                "thinking",
+            ),
+            thought(
+                "The docs index is keyed by title, so the query is \"release notes\".",
+                "thinking",
+            ),
+            ended("completed", 200, json!({})),
+        ]
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn fixtures_cache_usage_and_parallel_tools() {
     let bridge = TestBridge::start().await;
-    for records in replay(&bridge, "cache_usage").await {
-        let u = &records_of_kind!(records, TokenUsage)[0];
-        assert_eq!(
-            (
-                u.input_tokens,
-                u.output_tokens,
-                u.cache_read_input_tokens,
-                u.cache_write_input_tokens
+    let msg = "msg_01FixCacheUsage00000001";
+    replay(&bridge, "cache_usage", |stream| {
+        vec![
+            replay_started(stream),
+            prompt(msg, "replay"),
+            usage(
+                msg,
+                12,
+                40,
+                1800,
+                250,
+                json!({"ephemeral_5m_input_tokens": 250, "ephemeral_1h_input_tokens": 0}),
             ),
-            (12, 40, 1800, 250)
-        );
-    }
-    for records in replay(&bridge, "parallel_tool_use").await {
-        let tools: Vec<_> = records_of_kind!(records, ToolUsage)
-            .into_iter()
-            .map(|t| (t.tool, t.input))
-            .collect();
+            ended("completed", 200, json!({})),
+        ]
+    })
+    .await;
+    let msg = "msg_01FixParallelTools00001";
+    replay(&bridge, "parallel_tool_use", |stream| {
+        vec![
+            replay_started(stream),
+            prompt(msg, "replay"),
+            usage(msg, 430, 95, 0, 0, no_cache_writes()),
+            tool_use(
+                msg,
+                "toolu_01FixWeather000000002",
+                "get_weather",
+                json!({"location": "Paris, France"}),
+            ),
+            tool_use(
+                msg,
+                "toolu_01FixTime00000000001",
+                "get_time",
+                json!({"timezone": "Europe/Paris"}),
+            ),
+            ended("completed", 200, json!({})),
+        ]
+    })
+    .await;
+}
+
+/// Extra token types (cache TTLs, server tool use) land in `extra` with their own names; the
+/// server-side `web_search` call is the provider's, not a client tool call.
+#[tokio::test]
+async fn fixtures_web_search_records_extra_token_types() {
+    let bridge = TestBridge::start().await;
+    let msg = "msg_01FixWebSearch000000001";
+    replay(&bridge, "web_search", |stream| {
+        vec![
+            replay_started(stream),
+            prompt(msg, "replay"),
+            usage(
+                msg,
+                2100,
+                310,
+                0,
+                600,
+                json!({"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 600,
+                    "web_search_requests": 1}),
+            ),
+            ended("completed", 200, json!({})),
+        ]
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn fixtures_upstream_400_is_relayed_byte_for_byte() {
+    let bridge = TestBridge::start().await;
+    for stream in [false, true] {
+        let got = replay_one(&bridge, "error_400.json", 400, stream).await;
+        let sent = mock_upstream::fixture("anthropic/error_400.json");
+        let sent = std::str::from_utf8(&sent).unwrap();
         assert_eq!(
-            tools,
+            got,
             vec![
-                (
-                    "get_weather".to_owned(),
-                    json!({"location": "Paris, France"})
-                ),
-                ("get_time".to_owned(), json!({"timezone": "Europe/Paris"})),
-            ]
+                replay_started(stream),
+                prompt("", "replay"),
+                ended("upstream_error", 400, json!({"error": sent})),
+            ],
+            "stream={stream}"
         );
-        let u = &records_of_kind!(records, TokenUsage)[0];
-        assert_eq!((u.input_tokens, u.output_tokens), (430, 95));
     }
+}
+
+#[tokio::test]
+async fn fixtures_overloaded_mid_stream_keeps_the_usage_so_far() {
+    let bridge = TestBridge::start().await;
+    let got = replay_one(&bridge, "error_overloaded_midstream.sse", 200, true).await;
+    let msg = "msg_01FixOverloaded00000001";
+    assert_eq!(
+        got,
+        vec![
+            replay_started(true),
+            prompt(msg, "replay"),
+            usage(msg, 25, 1, 0, 0, no_cache_writes()),
+            ended(
+                "upstream_error",
+                200,
+                json!({"error": "overloaded_error: Overloaded"})
+            ),
+        ]
+    );
 }
 
 #[tokio::test]
 async fn fixtures_sse_edge_cases_relay_exactly() {
     let bridge = TestBridge::start().await;
-    let streamed = replay_stream_only(&bridge, "sse_edge_cases").await;
-    let u = &records_of_kind!(streamed, TokenUsage)[0];
-    assert_eq!((u.input_tokens, u.output_tokens), (25, 3));
-}
-
-async fn replay_stream_only(bridge: &TestBridge, name: &str) -> Vec<Record> {
-    use mock_upstream::{MockResponse, fixture};
-    bridge
-        .mock
-        .enqueue(MockResponse::sse_fixture(&format!("anthropic/{name}.sse")));
-    let resp = bridge
-        .post(MESSAGES, &[], request("replay", true).to_string())
-        .await;
-    let id = interception_id(&resp);
-    let body = resp.bytes().await.unwrap();
-    assert_eq!(body, fixture(&format!("anthropic/{name}.sse")));
-    bridge.records_of(id).await
+    let got = replay_one(&bridge, "sse_edge_cases.sse", 200, true).await;
+    let msg = "msg_01FixEdgeCases000000001";
+    assert_eq!(
+        got,
+        vec![
+            replay_started(true),
+            prompt(msg, "replay"),
+            usage(msg, 25, 3, 0, 0, no_cache_writes()),
+            ended("completed", 200, json!({})),
+        ]
+    );
 }
