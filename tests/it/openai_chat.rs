@@ -427,7 +427,7 @@ async fn streaming_custom_tool_call() {
 #[tokio::test]
 async fn upstream_401_and_429_are_relayed_with_their_bodies() {
     let bridge = TestBridge::start().await;
-    for (status, stream) in [(401, false), (429, true)] {
+    for (status, stream) in [(401, false), (401, true), (429, false), (429, true)] {
         let error = json!({"error": {"message": format!("status {status}"), "type": "invalid_request_error", "param": null, "code": "x"}}).to_string();
         bridge
             .mock
@@ -443,7 +443,7 @@ async fn upstream_401_and_429_are_relayed_with_their_bodies() {
                 prompt("", PROMPT),
                 ended("upstream_error", status, json!({"error": error})),
             ],
-            "status {status}"
+            "status {status} stream={stream}"
         );
     }
 }
@@ -451,20 +451,23 @@ async fn upstream_401_and_429_are_relayed_with_their_bodies() {
 #[tokio::test]
 async fn upstream_5xx_before_the_stream_is_relayed() {
     let bridge = TestBridge::start().await;
-    let error = r#"{"error":{"message":"The server had an error","type":"server_error","param":null,"code":null}}"#;
-    bridge.mock.enqueue(MockResponse::json(500, error));
-    let resp = post(&bridge, &body(true, false)).await;
-    assert_eq!(resp.status(), 500);
-    let recs = records(&bridge, &resp).await;
-    assert_eq!(resp.text().await.unwrap(), error);
-    assert_eq!(
-        recs,
-        vec![
-            interception("chat_completions", true, json!({})),
-            prompt("", PROMPT),
-            ended("upstream_error", 500, json!({"error": error})),
-        ]
-    );
+    for stream in [false, true] {
+        let error = r#"{"error":{"message":"The server had an error","type":"server_error","param":null,"code":null}}"#;
+        bridge.mock.enqueue(MockResponse::json(500, error));
+        let resp = post(&bridge, &body(stream, false)).await;
+        assert_eq!(resp.status(), 500);
+        let recs = records(&bridge, &resp).await;
+        assert_eq!(resp.text().await.unwrap(), error);
+        assert_eq!(
+            recs,
+            vec![
+                interception("chat_completions", stream, json!({})),
+                prompt("", PROMPT),
+                ended("upstream_error", 500, json!({"error": error})),
+            ],
+            "stream={stream}"
+        );
+    }
 }
 
 #[tokio::test]

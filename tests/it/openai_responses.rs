@@ -327,7 +327,7 @@ fn tool_records(streaming: bool) -> Vec<Value> {
 #[tokio::test]
 async fn upstream_401_and_429_are_relayed_with_their_bodies() {
     let bridge = TestBridge::start().await;
-    for (status, stream) in [(401, true), (429, false)] {
+    for (status, stream) in [(401, false), (401, true), (429, false), (429, true)] {
         let error = json!({"error": {"message": format!("status {status}"), "type": "invalid_request_error", "param": null, "code": "x"}}).to_string();
         bridge
             .mock
@@ -343,7 +343,7 @@ async fn upstream_401_and_429_are_relayed_with_their_bodies() {
                 prompt("", PROMPT),
                 ended("upstream_error", status, json!({"error": error})),
             ],
-            "status {status}"
+            "status {status} stream={stream}"
         );
     }
 }
@@ -351,21 +351,23 @@ async fn upstream_401_and_429_are_relayed_with_their_bodies() {
 #[tokio::test]
 async fn upstream_5xx_before_the_stream_is_relayed() {
     let bridge = TestBridge::start().await;
-    let error =
-        r#"{"error":{"message":"upstream broke","type":"server_error","param":null,"code":null}}"#;
-    bridge.mock.enqueue(MockResponse::json(502, error));
-    let resp = post(&bridge, &request(true, json!({}))).await;
-    assert_eq!(resp.status(), 502);
-    let recs = records(&bridge, &resp).await;
-    assert_eq!(resp.text().await.unwrap(), error);
-    assert_eq!(
-        recs,
-        vec![
-            interception("responses", true, json!({})),
-            prompt("", PROMPT),
-            ended("upstream_error", 502, json!({"error": error})),
-        ]
-    );
+    for stream in [false, true] {
+        let error = r#"{"error":{"message":"upstream broke","type":"server_error","param":null,"code":null}}"#;
+        bridge.mock.enqueue(MockResponse::json(502, error));
+        let resp = post(&bridge, &request(stream, json!({}))).await;
+        assert_eq!(resp.status(), 502);
+        let recs = records(&bridge, &resp).await;
+        assert_eq!(resp.text().await.unwrap(), error);
+        assert_eq!(
+            recs,
+            vec![
+                interception("responses", stream, json!({})),
+                prompt("", PROMPT),
+                ended("upstream_error", 502, json!({"error": error})),
+            ],
+            "stream={stream}"
+        );
+    }
 }
 
 #[tokio::test]
