@@ -16,6 +16,7 @@ mod mcp_loop_openai;
 mod mcp_registry;
 mod openai_chat;
 mod openai_responses;
+mod relay;
 mod resilience;
 mod secrets;
 mod shutdown;
