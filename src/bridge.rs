@@ -20,7 +20,7 @@ use crate::actor::Actor;
 use crate::api::{ApiKind, ErrorKind, RequestInfo, client, error_body};
 use crate::breaker::Breakers;
 use crate::config::Limits;
-use crate::intercept::tool_loop::{self, LoopSetup, ToolSource};
+use crate::intercept::tool_loop::{self, LoopSetup, Offered, ToolSource};
 use crate::intercept::{Interception, Start, blocking, streaming};
 use crate::metrics::{Metrics, RejectLabels};
 use crate::provider::{ProviderConfig, ProviderKind};
@@ -53,6 +53,9 @@ pub struct BridgeOptions {
     pub tools: Option<Arc<dyn ToolSource>>,
     /// Tool rounds per request before the model must answer.
     pub max_loop_iterations: u32,
+    /// How often a streaming client gets a keep-alive event while the tool loop works
+    /// (`mcp.keepalive_interval`, 10 s by default).
+    pub tool_keepalive: std::time::Duration,
     /// Models (by substring) that get no injected tools when the request has no tools of
     /// its own, such as Claude Code's small fast model.
     pub skip_injection_models: Vec<String>,
@@ -67,6 +70,7 @@ pub struct BridgeState {
     pub(crate) limits: Limits,
     pub(crate) tools: Option<Arc<dyn ToolSource>>,
     pub(crate) max_loop_iterations: u32,
+    pub(crate) tool_keepalive: std::time::Duration,
     pub(crate) skip_injection_models: Vec<String>,
     /// Each provider's own client (by name): it carries the provider's connect timeout.
     pub(crate) clients: HashMap<String, reqwest::Client>,
@@ -106,6 +110,7 @@ impl RequestBridge {
                 limits: options.limits,
                 tools: options.tools,
                 max_loop_iterations: options.max_loop_iterations,
+                tool_keepalive: options.tool_keepalive,
                 skip_injection_models: options.skip_injection_models,
                 clients,
                 breakers,
@@ -382,16 +387,21 @@ fn loop_setup(
     if !wants_injection(state, &value) {
         return None;
     }
-    let rewriter = loop_api.rewriter(&value);
+    let stream = value.get("stream").and_then(|s| s.as_bool()) == Some(true);
+    let rewriter = stream.then(|| loop_api.rewriter(&value));
+    let echo = loop_api.echoed(&value);
     loop_api.inject_tools(&mut value, &tools);
     Some(LoopSetup {
         tools: source.clone(),
+        offered: Offered::new(&tools),
         api: loop_api,
         url: url.to_owned(),
         headers: headers.clone(),
         body: value,
         max_iterations: state.max_loop_iterations,
-        rewriter: Some(rewriter),
+        keepalive: state.tool_keepalive,
+        echo,
+        rewriter,
     })
 }
 

@@ -226,6 +226,7 @@ async fn serve(path: Option<PathBuf>, no_migrate: bool) -> anyhow::Result<()> {
         limits: config.limits,
         tools: tools.clone().map(|t| t as Arc<dyn ToolSource>),
         max_loop_iterations: config.mcp.max_loop_iterations,
+        tool_keepalive: config.mcp.keepalive_interval,
         skip_injection_models: vec!["haiku".to_owned()],
     })?;
     let ready = Readiness::default();

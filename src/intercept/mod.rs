@@ -25,7 +25,7 @@ use crate::record::{
     TokenUsageRecord, ToolUsageRecord, new_id,
 };
 use crate::upstream::Credential;
-use tool_loop::PendingCall;
+use tool_loop::{Offered, PendingCall};
 
 /// Who and what a request is about, as known before the upstream call.
 pub struct Start<'a> {
@@ -306,15 +306,25 @@ impl Interception {
         self.record_injected(call, result.server_url.clone(), error, response_id);
     }
 
-    /// Records injected calls the bridge did not run.
-    pub fn skipped_calls(&mut self, calls: &[PendingCall], response_id: &str, client_calls: bool) {
+    /// Records injected calls the bridge did not run, under the server that offered them.
+    pub fn skipped_calls(
+        &mut self,
+        calls: &[PendingCall],
+        response_id: &str,
+        client_calls: bool,
+        offered: &Offered,
+    ) {
         let why = if client_calls {
             "not run: the same turn called client tools, so the turn went to the client"
         } else {
             "not run: tool loop limit reached"
         };
         for call in calls {
-            self.record_injected(call, String::new(), Some(why.to_owned()), response_id);
+            let server_url = offered
+                .server_url(&call.name)
+                .unwrap_or_default()
+                .to_owned();
+            self.record_injected(call, server_url, Some(why.to_owned()), response_id);
         }
     }
 

@@ -8,6 +8,8 @@
 //! client runs its tools, and the model may call the injected tool again on the next turn.
 //! Both the client's conversation and the one sent upstream stay valid.
 
+use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,10 +33,9 @@ use crate::upstream::client_headers;
 /// tests may plug in their own.
 #[async_trait::async_trait]
 pub trait ToolSource: Send + Sync + 'static {
-    /// The tools to offer now, in a stable order.
+    /// The tools to offer now, in a stable order. Calls of these names in the answer to a
+    /// request belong to the bridge, even if the source's tools change meanwhile.
     fn tools(&self) -> Arc<[InjectedTool]>;
-    /// Whether calls of `name` belong to the bridge.
-    fn is_injected(&self, name: &str) -> bool;
     /// Runs one call (with the server's timeout).
     async fn call(&self, name: &str, arguments: Option<Map<String, Value>>) -> ToolCallResult;
 }
@@ -43,9 +44,6 @@ pub trait ToolSource: Send + Sync + 'static {
 impl ToolSource for ToolRegistry {
     fn tools(&self) -> Arc<[InjectedTool]> {
         ToolRegistry::tools(self)
-    }
-    fn is_injected(&self, name: &str) -> bool {
-        ToolRegistry::is_injected(self, name)
     }
     async fn call(&self, name: &str, arguments: Option<Map<String, Value>>) -> ToolCallResult {
         ToolRegistry::call(self, name, arguments).await
@@ -78,6 +76,12 @@ pub trait LoopApi: Send + Sync + 'static {
         response: &Value,
         results: &[(PendingCall, ToolCallResult)],
     );
+    /// The fields of the client's request that this API's response objects echo, as the
+    /// client sent them (or as their defaults): the final response shows these instead of
+    /// the bridge's own edits (injected tools, a forced `tool_choice`). None by default.
+    fn echoed(&self, _request: &Value) -> Map<String, Value> {
+        Map::new()
+    }
     /// Folds a response into what the client gets: earlier visible output kept, injected
     /// calls hidden, usage summed.
     fn merge(&self, earlier: Option<Value>, next: Value, injected: &dyn Fn(&str) -> bool) -> Value;
@@ -100,10 +104,54 @@ pub trait StreamRewriter: Send + Sync + 'static {
     fn keepalive(&self) -> Bytes;
 }
 
+/// The injected tools offered in one request, by name: the calls that belong to the bridge
+/// are decided by what was offered, not by what the source offers later.
+#[derive(Debug, Default, Clone)]
+pub struct Offered {
+    /// Injected name → the server's URL (or `stdio:<command>`).
+    servers: HashMap<String, String>,
+}
+
+impl Offered {
+    /// The names and servers of `tools`.
+    pub fn new(tools: &[InjectedTool]) -> Offered {
+        Offered {
+            servers: tools
+                .iter()
+                .map(|t| (t.name.clone(), t.server_url.clone()))
+                .collect(),
+        }
+    }
+
+    /// Whether `name` was offered as an injected tool.
+    pub fn contains(&self, name: &str) -> bool {
+        self.servers.contains_key(name)
+    }
+
+    /// The server of an offered tool.
+    pub fn server_url(&self, name: &str) -> Option<&str> {
+        self.servers.get(name).map(String::as_str)
+    }
+}
+
+/// Sets the fields a response echoes from its request back to what the client sent; a
+/// field the response does not carry is not added.
+pub fn restore_echo(response: &mut Value, echo: &Map<String, Value>) {
+    if let Some(obj) = response.as_object_mut() {
+        for (key, value) in echo {
+            if let Some(field) = obj.get_mut(key) {
+                *field = value.clone();
+            }
+        }
+    }
+}
+
 /// What the loop needs besides the interception.
 pub struct LoopSetup {
     /// The tool source.
     pub tools: Arc<dyn ToolSource>,
+    /// The injected tools offered in this request.
+    pub offered: Offered,
     /// The API's half.
     pub api: &'static dyn LoopApi,
     /// Upstream URL.
@@ -114,11 +162,16 @@ pub struct LoopSetup {
     pub body: Value,
     /// Tool rounds before the model is made to answer.
     pub max_iterations: u32,
+    /// How often a streaming client gets a keep-alive event while tools run and the next
+    /// upstream round is awaited.
+    pub keepalive: Duration,
+    /// The request fields response objects echo, as the client sent them
+    /// ([`LoopApi::echoed`]).
+    pub echo: Map<String, Value>,
     /// For a streaming client: the rewriter made from the client's own request.
     pub rewriter: Option<Box<dyn StreamRewriter>>,
 }
 
-const KEEPALIVE_EVERY: Duration = Duration::from_secs(10);
 const LIMIT_MESSAGE: &str = "tool loop limit reached: answer without calling more tools";
 
 async fn send(
@@ -166,11 +219,30 @@ fn limit_results(calls: Vec<PendingCall>) -> Vec<(PendingCall, ToolCallResult)> 
 }
 
 /// Splits a turn's calls into injected and client ones.
-fn partition(
-    tools: &dyn ToolSource,
-    calls: Vec<PendingCall>,
-) -> (Vec<PendingCall>, Vec<PendingCall>) {
-    calls.into_iter().partition(|c| tools.is_injected(&c.name))
+fn partition(offered: &Offered, calls: Vec<PendingCall>) -> (Vec<PendingCall>, Vec<PendingCall>) {
+    calls.into_iter().partition(|c| offered.contains(&c.name))
+}
+
+/// Awaits `work`, sending the client a keep-alive event every `every` meanwhile.
+async fn with_keepalive<T>(
+    work: impl Future<Output = T>,
+    every: Duration,
+    ping: &Bytes,
+    tx: &mpsc::Sender<Bytes>,
+) -> Result<T, Stop> {
+    tokio::pin!(work);
+    let mut ticker = tokio::time::interval(every);
+    // A client slow to take the pings gets the next one an interval later, not a burst.
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            out = &mut work => return Ok(out),
+            _ = ticker.tick() => {
+                tx.send(ping.clone()).await.map_err(|_| Stop::ClientGone)?;
+            }
+        }
+    }
 }
 
 /// The loop for a blocking client request.
@@ -182,7 +254,8 @@ pub async fn run_blocking(
     let kind = ic.provider().kind;
     let cap = state.limits.max_response_bytes;
     let tools = setup.tools.clone();
-    let injected = |name: &str| tools.is_injected(name);
+    let offered = setup.offered.clone();
+    let injected = |name: &str| offered.contains(name);
     let mut earlier: Option<Value> = None;
     let mut round = 0u32;
     loop {
@@ -215,12 +288,13 @@ pub async fn run_blocking(
             tag(&mut out, ic.id);
             return out;
         };
-        let (own, client) = partition(&*tools, setup.api.calls(&value));
+        let (own, client) = partition(&offered, setup.api.calls(&value));
         if own.is_empty() || !client.is_empty() || round > setup.max_iterations {
             if !own.is_empty() {
-                ic.skipped_calls(&own, &response_id, !client.is_empty());
+                ic.skipped_calls(&own, &response_id, !client.is_empty(), &offered);
             }
-            let merged = setup.api.merge(earlier, value, &injected);
+            let mut merged = setup.api.merge(earlier, value, &injected);
+            restore_echo(&mut merged, &setup.echo);
             ic.end(Outcome::Completed, None);
             let mut out = Response::new(Body::from(merged.to_string()));
             *out.status_mut() = status;
@@ -230,7 +304,7 @@ pub async fn run_blocking(
         }
         let results = if round == setup.max_iterations {
             setup.api.forbid_tools(&mut setup.body);
-            ic.skipped_calls(&own, &response_id, false);
+            ic.skipped_calls(&own, &response_id, false, &offered);
             limit_results(own)
         } else {
             run_calls(&mut ic, &*tools, own, &response_id).await
@@ -303,12 +377,15 @@ async fn drive_stream(
 ) {
     let api = ic.api();
     let tools = setup.tools.clone();
-    let injected = |name: &str| tools.is_injected(name);
+    let offered = setup.offered.clone();
+    let injected = |name: &str| offered.contains(name);
     let mut rewriter = match setup.rewriter.take() {
         Some(rewriter) => rewriter,
         None => setup.api.rewriter(&setup.body),
     };
-    let mut next = Some(first);
+    let ping = rewriter.keepalive();
+    let every = setup.keepalive;
+    let mut next = first;
     let mut round = 0u32;
     let mut out = Vec::new();
     let idle = ic.idle_timeout();
@@ -318,27 +395,10 @@ async fn drive_stream(
     let mut current: Option<Box<dyn Observer>> = None;
     let work = async {
         loop {
-            let resp = match next.take() {
-                Some(resp) => resp,
-                None => {
-                    let resp = send(&state, &mut ic, &setup)
-                        .await
-                        .map_err(Stop::Upstream)?;
-                    if !resp.status().is_success() {
-                        let status = resp.status();
-                        let text = resp.text().await.unwrap_or_default();
-                        return Err(Stop::Upstream(format!(
-                            "upstream status {status} inside the tool loop: {}",
-                            text.chars().take(300).collect::<String>()
-                        )));
-                    }
-                    resp
-                }
-            };
             rewriter.begin();
             let observer = current.insert(ic.observer());
             let mut decoder = SseDecoder::default();
-            let mut upstream = resp.bytes_stream();
+            let mut upstream = next.bytes_stream();
             loop {
                 let Ok(next) = tokio::time::timeout(idle, upstream.next()).await else {
                     return Err(Stop::Upstream(format!(
@@ -369,36 +429,41 @@ async fn drive_stream(
                 return Err(Stop::Reported(error));
             }
             let value = rewriter.end();
-            let (own, client) = partition(&*tools, setup.api.calls(&value));
+            let (own, client) = partition(&offered, setup.api.calls(&value));
             if own.is_empty() || !client.is_empty() || round > setup.max_iterations {
                 if !own.is_empty() {
-                    ic.skipped_calls(&own, &response_id, !client.is_empty());
+                    ic.skipped_calls(&own, &response_id, !client.is_empty(), &offered);
                 }
                 rewriter.finish(&mut out);
                 forward(&tx, &mut out).await?;
                 return Ok(());
             }
-            let results = if round == setup.max_iterations {
-                setup.api.forbid_tools(&mut setup.body);
-                // The model made these calls: the audit keeps them, marked as not run.
-                ic.skipped_calls(&own, &response_id, false);
-                limit_results(own)
-            } else {
-                let calls = run_calls(&mut ic, &*tools, own, &response_id);
-                tokio::pin!(calls);
-                let mut ticker = tokio::time::interval(KEEPALIVE_EVERY);
-                ticker.tick().await;
-                loop {
-                    tokio::select! {
-                        results = &mut calls => break results,
-                        _ = ticker.tick() => {
-                            tx.send(rewriter.keepalive()).await.map_err(|_| Stop::ClientGone)?;
-                        }
-                        () = tx.closed() => return Err(Stop::ClientGone),
-                    }
-                }
+            // Running the tools and waiting for the next round's headers (retries included)
+            // can take long: the client gets a keep-alive event at least every `every`.
+            let step = async {
+                let results = if round == setup.max_iterations {
+                    setup.api.forbid_tools(&mut setup.body);
+                    // The model made these calls: the audit keeps them, marked as not run.
+                    ic.skipped_calls(&own, &response_id, false, &offered);
+                    limit_results(own)
+                } else {
+                    run_calls(&mut ic, &*tools, own, &response_id).await
+                };
+                setup.api.append_turn(&mut setup.body, &value, &results);
+                send(&state, &mut ic, &setup).await
             };
-            setup.api.append_turn(&mut setup.body, &value, &results);
+            let resp = with_keepalive(step, every, &ping, &tx)
+                .await?
+                .map_err(Stop::Upstream)?;
+            if !resp.status().is_success() {
+                let status = resp.status();
+                let text = resp.text().await.unwrap_or_default();
+                return Err(Stop::Upstream(format!(
+                    "upstream status {status} inside the tool loop: {}",
+                    text.chars().take(300).collect::<String>()
+                )));
+            }
+            next = resp;
             round += 1;
         }
     };

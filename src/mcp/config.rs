@@ -20,6 +20,8 @@ pub const DEFAULT_MAX_LOOP_ITERATIONS: u32 = 10;
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default for `connect_timeout`.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default for `mcp.keepalive_interval`.
+pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The `[mcp]` table as written in the TOML file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -28,6 +30,10 @@ pub struct RawMcpConfig {
     /// Cap on model ↔ tool round trips in one interception.
     #[serde(default)]
     pub max_loop_iterations: Option<u32>,
+    /// How often a streaming client gets a keep-alive event while the tool loop works
+    /// (tools running, the next upstream round pending), e.g. `"10s"`.
+    #[serde(default)]
+    pub keepalive_interval: Option<String>,
     /// The `[[mcp.servers]]` entries.
     #[serde(default)]
     pub servers: Vec<RawMcpServer>,
@@ -91,6 +97,8 @@ impl fmt::Debug for RawMcpServer {
 pub struct McpConfig {
     /// Cap on model ↔ tool round trips in one interception.
     pub max_loop_iterations: u32,
+    /// How often a streaming client gets a keep-alive event while the tool loop works.
+    pub keepalive_interval: Duration,
     /// The servers, in file order.
     pub servers: Vec<McpServerConfig>,
 }
@@ -99,6 +107,7 @@ impl Default for McpConfig {
     fn default() -> Self {
         Self {
             max_loop_iterations: DEFAULT_MAX_LOOP_ITERATIONS,
+            keepalive_interval: DEFAULT_KEEPALIVE_INTERVAL,
             servers: Vec::new(),
         }
     }
@@ -196,6 +205,12 @@ pub fn validate(
     if max_loop_iterations == 0 {
         return Err(err("mcp.max_loop_iterations", "must be at least 1"));
     }
+    let keepalive_interval = timeout(
+        "mcp",
+        "keepalive_interval",
+        raw.keepalive_interval,
+        DEFAULT_KEEPALIVE_INTERVAL,
+    )?;
     let mut servers: Vec<McpServerConfig> = Vec::with_capacity(raw.servers.len());
     for (i, server) in raw.servers.into_iter().enumerate() {
         let path = format!("mcp.servers[{i}]");
@@ -210,6 +225,7 @@ pub fn validate(
     }
     Ok(McpConfig {
         max_loop_iterations,
+        keepalive_interval,
         servers,
     })
 }

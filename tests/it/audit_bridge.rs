@@ -45,6 +45,7 @@ async fn bridge(db: &TestDb, recorder: SqlRecorder) -> (String, MockUpstream, Pi
         limits: Limits::default(),
         tools: None,
         max_loop_iterations: 10,
+        tool_keepalive: std::time::Duration::from_secs(10),
         skip_injection_models: Vec::new(),
     })
     .unwrap();

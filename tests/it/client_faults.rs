@@ -57,6 +57,7 @@ async fn a_client_leaving_during_a_tool_call_cancels_the_tool_loop() {
     let config = validate(
         RawMcpConfig {
             max_loop_iterations: Some(4),
+            keepalive_interval: None,
             servers: vec![RawMcpServer {
                 name: "test".into(),
                 url: Some(server.url()),

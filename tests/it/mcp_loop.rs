@@ -26,6 +26,7 @@ async fn start(max_loop_iterations: u32) -> Fixture {
     let mcp_url = server.url();
     let raw = RawMcpConfig {
         max_loop_iterations: Some(max_loop_iterations),
+        keepalive_interval: None,
         servers: vec![RawMcpServer {
             name: "test".into(),
             url: Some(mcp_url.clone()),
@@ -328,14 +329,16 @@ async fn the_loop_stops_at_its_cap() {
         let tools = records_of_kind!(records, ToolUsage);
         let runs: Vec<_> = tools
             .iter()
-            .map(|t| (t.server_url.is_some(), t.invocation_error.as_deref()))
+            .map(|t| (t.server_url.as_deref(), t.invocation_error.as_deref()))
             .collect();
+        let server = Some(f.mcp_url.as_str());
         assert_eq!(
             runs,
             vec![
-                (true, None),
-                (true, None),
-                (false, Some("not run: tool loop limit reached"))
+                (server, None),
+                (server, None),
+                // Not run, but the audit still names the server that offered it.
+                (server, Some("not run: tool loop limit reached"))
             ],
             "{records:#?}"
         );

@@ -32,6 +32,8 @@ pub struct Setup {
     pub tools: Option<Arc<dyn ToolSource>>,
     /// Tool loop cap.
     pub max_loop_iterations: u32,
+    /// Keep-alive interval of streams while the tool loop works.
+    pub tool_keepalive: Duration,
     /// Send actor headers upstream.
     pub send_actor_headers: bool,
     /// Point providers here instead of the mock (e.g. an unreachable port).
@@ -49,6 +51,7 @@ impl Default for Setup {
             limits: Limits::default(),
             tools: None,
             max_loop_iterations: 10,
+            tool_keepalive: Duration::from_secs(10),
             send_actor_headers: false,
             upstream_override: None,
             // One scripted upstream answer per request: tests of retries set their own.
@@ -117,6 +120,7 @@ impl TestBridge {
             limits: setup.limits,
             tools: setup.tools,
             max_loop_iterations: setup.max_loop_iterations,
+            tool_keepalive: setup.tool_keepalive,
             skip_injection_models: vec!["haiku".into()],
         })
         .expect("bridge");
