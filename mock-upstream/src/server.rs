@@ -28,6 +28,8 @@ pub(crate) struct Shared {
     pub(crate) path_queues: Mutex<HashMap<String, VecDeque<MockResponse>>>,
     pub(crate) requests: Mutex<Vec<ReceivedRequest>>,
     pub(crate) arrived: Notify,
+    /// Stored Responses (id → the input and output items they hold), oldest first.
+    pub(crate) stored: Mutex<VecDeque<(String, Vec<serde_json::Value>)>>,
     ids: AtomicU64,
 }
 
@@ -39,6 +41,7 @@ impl Shared {
             path_queues: Mutex::new(HashMap::new()),
             requests: Mutex::new(Vec::new()),
             arrived: Notify::new(),
+            stored: Mutex::new(VecDeque::new()),
             ids: AtomicU64::new(0),
         }
     }

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
 use super::chat_loop::add_numbers;
-use crate::intercept::tool_loop::{LoopApi, PendingCall, StreamRewriter};
+use crate::intercept::tool_loop::{LoopApi, PendingCall, StreamRewriter, restore_echo};
 use crate::mcp::{InjectedTool, ToolCallResult};
 use crate::sse::SseEvent;
 
@@ -36,11 +36,27 @@ fn output(response: &Value) -> &[Value] {
         .unwrap_or(&[])
 }
 
+/// Whether a response (or request) is not stored upstream (`store: false`): then its id
+/// cannot be continued from, and the client is shown the first round's id throughout.
+fn unstored(value: &Value) -> bool {
+    value.get("store") == Some(&Value::Bool(false))
+}
+
 impl LoopApi for ResponsesLoop {
     fn inject_tools(&self, body: &mut Value, tools: &[InjectedTool]) {
         let Some(obj) = body.as_object_mut() else {
             return;
         };
+        let client_tools = obj
+            .get("tools")
+            .and_then(Value::as_array)
+            .is_some_and(|t| !t.is_empty());
+        if client_tools && obj.get("store") != Some(&Value::Bool(false)) {
+            // A turn calling a client tool and an injected one goes to the client with the
+            // injected call hidden and unanswered; a stored response holding that call could
+            // not be continued with `previous_response_id`. One call per turn avoids it.
+            obj.insert("parallel_tool_calls".into(), Value::Bool(false));
+        }
         let list = obj
             .entry("tools")
             .or_insert_with(|| Value::Array(Vec::new()));
@@ -118,6 +134,19 @@ impl LoopApi for ResponsesLoop {
         }
     }
 
+    fn echoed(&self, request: &Value) -> Map<String, Value> {
+        // The API's defaults for what the client left out.
+        let defaults = [
+            ("tools", json!([])),
+            ("tool_choice", json!("auto")),
+            ("parallel_tool_calls", json!(true)),
+        ];
+        defaults
+            .into_iter()
+            .map(|(key, default)| (key.to_owned(), request.get(key).cloned().unwrap_or(default)))
+            .collect()
+    }
+
     fn merge(
         &self,
         earlier: Option<Value>,
@@ -139,8 +168,11 @@ impl LoopApi for ResponsesLoop {
                 .cloned(),
         );
         add_numbers(&mut usage, next.get("usage"));
+        // A stored response is continued from the last round's id: that response holds the
+        // whole exchange, every injected call answered. The first round's would not.
+        let keep_first = unstored(&next);
         if let Some(obj) = next.as_object_mut() {
-            if let Some(id) = id {
+            if let Some(id) = id.filter(|_| keep_first) {
                 obj.insert("id".into(), id);
             }
             obj.insert("output".into(), Value::Array(items));
@@ -151,8 +183,12 @@ impl LoopApi for ResponsesLoop {
         next
     }
 
-    fn rewriter(&self, _request: &Value) -> Box<dyn StreamRewriter> {
-        Box::new(ResponsesRewriter::default())
+    fn rewriter(&self, request: &Value) -> Box<dyn StreamRewriter> {
+        Box::new(ResponsesRewriter {
+            echo: self.echoed(request),
+            unstored: unstored(request),
+            ..ResponsesRewriter::default()
+        })
     }
 }
 
@@ -166,12 +202,16 @@ struct ResponsesRewriter {
     next_sequence: u64,
     /// Visible output of earlier rounds, and usage summed over them.
     merged: Option<Value>,
-    /// The first round's response id.
+    /// The first round's response id (shown in `response.created`).
     id: Option<Value>,
     /// This round's final response object.
     round: Option<Value>,
     held_completed: Option<Value>,
     injected_names: Vec<String>,
+    /// The request fields response objects echo, as the client sent them.
+    echo: Map<String, Value>,
+    /// The client asked for `store: false`: the first round's id is kept throughout.
+    unstored: bool,
 }
 
 fn frame(kind: &str, data: &Value) -> Bytes {
@@ -179,10 +219,14 @@ fn frame(kind: &str, data: &Value) -> Bytes {
 }
 
 impl ResponsesRewriter {
+    /// Sends an event on with the next sequence number: its own bytes when nothing in it
+    /// changed, else rewritten. Events carrying a `response` object always are, since the
+    /// object's echo of the request was restored to the client's.
     fn emit(&mut self, event: &SseEvent, kind: &str, mut data: Value, out: &mut Vec<Bytes>) {
         let sequence = self.next_sequence;
         self.next_sequence += 1;
-        let same = data.get("sequence_number").and_then(Value::as_u64) == Some(sequence);
+        let same = data.get("sequence_number").and_then(Value::as_u64) == Some(sequence)
+            && data.get("response").is_none();
         if same
             && !self.map.values().any(|m| m.is_none())
             && self.map.iter().all(|(k, v)| Some(*k) == *v)
@@ -225,6 +269,9 @@ impl StreamRewriter for ResponsesRewriter {
                 if self.id.is_none() {
                     self.id = data.pointer("/response/id").cloned();
                 }
+                if let Some(response) = data.get_mut("response") {
+                    restore_echo(response, &self.echo);
+                }
                 if !self.started || kind == "response.in_progress" && self.next_sequence == 1 {
                     self.started = true;
                     self.emit(event, &kind, data, out);
@@ -235,8 +282,11 @@ impl StreamRewriter for ResponsesRewriter {
                 self.held_completed = Some(data);
             }
             "response.failed" | "response.incomplete" | "error" => {
-                if let (Some(id), Some(r)) = (self.id.clone(), data.get_mut("response")) {
-                    r["id"] = id;
+                if let Some(r) = data.get_mut("response") {
+                    restore_echo(r, &self.echo);
+                    if let Some(id) = self.id.clone().filter(|_| self.unstored) {
+                        r["id"] = id;
+                    }
                 }
                 self.emit(event, &kind, data, out);
             }
@@ -284,9 +334,10 @@ impl StreamRewriter for ResponsesRewriter {
             return;
         };
         if let Some(mut merged) = self.merged.take() {
-            if let Some(id) = self.id.clone() {
+            if let Some(id) = self.id.clone().filter(|_| self.unstored) {
                 merged["id"] = id;
             }
+            restore_echo(&mut merged, &self.echo);
             completed["response"] = merged;
         }
         completed["sequence_number"] = Value::from(self.next_sequence);

@@ -21,6 +21,7 @@ async fn start(max_loop_iterations: u32) -> (TestBridge, test_mcp::HttpServer) {
         .unwrap();
     let raw = RawMcpConfig {
         max_loop_iterations: Some(max_loop_iterations),
+        keepalive_interval: None,
         servers: vec![RawMcpServer {
             name: "test".into(),
             url: Some(server.url()),
@@ -225,16 +226,46 @@ async fn chat_client_tool_beside_injected_ones() {
     assert!(!tools.contains(&"bmcp_test_pid".to_owned()));
 }
 
+fn weather_tool() -> Value {
+    json!({"type": "function", "name": "get_weather", "parameters": {"type": "object", "properties": {}}})
+}
+
 fn responses_request(prompt: &str, stream: bool) -> Value {
     json!({
         "model": "gpt-test",
         "stream": stream,
-        "tools": [{"type": "function", "name": "get_weather", "parameters": {"type": "object", "properties": {}}}],
+        "tools": [weather_tool()],
         "input": prompt
     })
 }
 
+/// A request like Codex's: not stored upstream, so parallel tool calls stay allowed.
+fn unstored_request(prompt: &str, stream: bool) -> Value {
+    let mut body = responses_request(prompt, stream);
+    body["store"] = json!(false);
+    body
+}
+
+/// The response a client ends up with: the blocking body, or the stream's final
+/// `response.completed` response (the stream's shape checked on the way).
+fn client_response(text: &str, stream: bool) -> Value {
+    if stream {
+        completed_response(text)
+    } else {
+        serde_json::from_str(text).unwrap()
+    }
+}
+
+/// The events of a Responses stream, in order.
+fn events(stream: &str) -> Vec<Value> {
+    data_lines(stream)
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 /// Checks a Responses stream's shape and returns its final `response.completed` response.
+/// Its id is the first round's when the request said `store: false`, else the last's.
 fn completed_response(stream: &str) -> Value {
     let events: Vec<Value> = data_lines(stream)
         .iter()
@@ -263,18 +294,39 @@ fn completed_response(stream: &str) -> Value {
         (0..added.len() as u64).collect::<Vec<_>>(),
         "output indices consecutive: {stream}"
     );
+    // Every event of an item carries the index its `output_item.added` gave it.
+    let mut index_of = std::collections::HashMap::new();
+    for e in &events {
+        let item_id = e["item_id"].as_str().or(e["item"]["id"].as_str());
+        let Some(item_id) = item_id else { continue };
+        if e["type"] == "response.output_item.added" {
+            index_of.insert(item_id.to_owned(), e["output_index"].clone());
+        } else {
+            assert_eq!(
+                index_of.get(item_id),
+                Some(&e["output_index"]),
+                "output_index of {item_id} in {e}: {stream}"
+            );
+        }
+    }
     let created_id = events[0]["response"]["id"].clone();
     let done = events.last().unwrap();
     assert_eq!(done["type"], "response.completed");
-    assert_eq!(
-        done["response"]["id"], created_id,
-        "one response id: {stream}"
-    );
-    assert_eq!(
-        done["response"]["output"].as_array().unwrap().len(),
-        added.len(),
-        "{stream}"
-    );
+    if done["response"]["store"] == false {
+        assert_eq!(
+            done["response"]["id"], created_id,
+            "one response id: {stream}"
+        );
+    }
+    let output = done["response"]["output"].as_array().unwrap();
+    assert_eq!(output.len(), added.len(), "{stream}");
+    for (i, item) in output.iter().enumerate() {
+        assert_eq!(
+            index_of.get(item["id"].as_str().unwrap()),
+            Some(&json!(i)),
+            "the final output in stream order: {stream}"
+        );
+    }
     done["response"].clone()
 }
 
@@ -295,62 +347,84 @@ async fn responses_injected_calls_then_text() {
     let prompt =
         r#"[[tool:bmcp_test_echo {"text":"resp-mcp"}]] [[tool:bmcp_test_add {"a":1,"b":2}]]"#;
     for stream in [false, true] {
+        let before = bridge.mock.requests().len();
         let resp = bridge
             .post(
                 RESPONSES,
                 &[AUTH],
-                responses_request(prompt, stream).to_string(),
+                unstored_request(prompt, stream).to_string(),
             )
             .await;
         assert_eq!(resp.status(), 200);
         let id = interception_id(&resp);
         let text = resp.text().await.unwrap();
-        let response = if stream {
-            completed_response(&text)
-        } else {
-            serde_json::from_str(&text).unwrap()
-        };
+        let response = client_response(&text, stream);
         assert_eq!(
             output_text(&response),
             "Tool result: resp-mcp | 3",
             "{text}"
         );
-        assert!(
-            response["output"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .all(|i| i["type"] != "function_call"),
-            "{response}"
-        );
-        let records = bridge.records_of(id).await;
-        let tools = records_of_kind!(records, ToolUsage);
-        assert_eq!(
-            tools.iter().filter(|t| t.injected).count(),
-            2,
-            "{records:#?}"
-        );
-        assert_eq!(records_of_kind!(records, TokenUsage).len(), 2);
-        let usage = &response["usage"];
-        let sum: i64 = records_of_kind!(records, TokenUsage)
+        let shape: Vec<_> = response["output"]
+            .as_array()
+            .unwrap()
             .iter()
-            .map(|u| u.output_tokens)
-            .sum();
+            .map(|i| i["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(shape, vec!["message"], "{response}");
+        let records = bridge.records_of(id).await;
+        let tools: Vec<_> = records_of_kind!(records, ToolUsage)
+            .into_iter()
+            .map(|t| (t.tool, t.injected, t.input, t.invocation_error))
+            .collect();
         assert_eq!(
-            usage["output_tokens"].as_i64(),
-            Some(sum),
-            "usage summed over the loop: {response}"
+            tools,
+            vec![
+                (
+                    "bmcp_test_echo".to_owned(),
+                    true,
+                    json!({"text": "resp-mcp"}),
+                    None
+                ),
+                (
+                    "bmcp_test_add".to_owned(),
+                    true,
+                    json!({"a": 1, "b": 2}),
+                    None
+                ),
+            ]
         );
+        let usage: Vec<_> = records_of_kind!(records, TokenUsage)
+            .iter()
+            .map(|u| {
+                (
+                    u.provider_response_id.clone(),
+                    u.input_tokens,
+                    u.output_tokens,
+                )
+            })
+            .collect();
+        // Round 1: the prompt (11 in), two calls (5 out); round 2: + 2 calls + 2 outputs.
+        assert_eq!(
+            usage.iter().map(|u| (u.1, u.2)).collect::<Vec<_>>(),
+            vec![(11, 5), (15, 5)]
+        );
+        // Not stored: the client keeps the first round's id.
+        assert_eq!(response["id"].as_str(), Some(usage[0].0.as_str()));
+        assert_eq!(response["usage"]["input_tokens"], 26, "{response}");
+        assert_eq!(response["usage"]["output_tokens"], 10, "{response}");
+        // Without `store`, parallel calls stay allowed.
+        let first = bridge.mock.requests()[before].json();
+        assert_eq!(first.get("parallel_tool_calls"), None);
+        let second = bridge.mock.requests()[before + 1].json();
+        let input = second["input"].as_array().unwrap();
+        assert_eq!(input[0], json!({"role": "user", "content": prompt}));
+        let outputs: Vec<_> = input
+            .iter()
+            .filter(|i| i["type"] == "function_call_output")
+            .map(|i| i["output"].clone())
+            .collect();
+        assert_eq!(outputs, vec![json!("resp-mcp"), json!("3")]);
     }
-    let second = bridge.mock.requests()[1].json();
-    let input = second["input"].as_array().unwrap();
-    assert_eq!(input[0], json!({"role": "user", "content": prompt}));
-    let outputs: Vec<_> = input
-        .iter()
-        .filter(|i| i["type"] == "function_call_output")
-        .collect();
-    assert_eq!(outputs.len(), 2);
-    assert_eq!(outputs[0]["output"], "resp-mcp");
 }
 
 #[tokio::test]
@@ -369,14 +443,12 @@ async fn responses_loop_cap_and_text_before_call() {
                 responses_request(&prompt, stream).to_string(),
             )
             .await;
+        let id = interception_id(&resp);
         let text = resp.text().await.unwrap();
-        let response = if stream {
-            completed_response(&text)
-        } else {
-            serde_json::from_str(&text).unwrap()
-        };
-        assert!(
-            output_text(&response).contains("tool loop limit reached"),
+        let response = client_response(&text, stream);
+        assert_eq!(
+            output_text(&response),
+            "Tool result: tool loop limit reached: answer without calling more tools",
             "{text}"
         );
         assert_eq!(bridge.mock.requests().len() - before, 3);
@@ -384,6 +456,23 @@ async fn responses_loop_cap_and_text_before_call() {
             bridge.mock.requests().last().unwrap().json()["tool_choice"],
             "none"
         );
+        // The client sees its own request echoed, not the forced `tool_choice`.
+        assert_eq!(response["tool_choice"], "auto", "{response}");
+        // Stored: the client gets the last round's id, the one that can be continued from.
+        let records = bridge.records_of(id).await;
+        let ids: Vec<_> = records_of_kind!(records, TokenUsage)
+            .into_iter()
+            .map(|u| u.provider_response_id)
+            .collect();
+        assert_eq!(ids.len(), 3);
+        assert_eq!(response["id"].as_str(), Some(ids[2].as_str()), "{text}");
+        if stream {
+            // `response.created` could only name the first round.
+            assert_eq!(
+                events(&text)[0]["response"]["id"].as_str(),
+                Some(ids[0].as_str())
+            );
+        }
     }
     for stream in [false, true] {
         let resp = bridge
@@ -395,15 +484,188 @@ async fn responses_loop_cap_and_text_before_call() {
             )
             .await;
         let text = resp.text().await.unwrap();
-        let response = if stream {
-            completed_response(&text)
-        } else {
-            serde_json::from_str(&text).unwrap()
-        };
+        let response = client_response(&text, stream);
         assert_eq!(
             output_text(&response),
             "Calling bmcp_test_echo.Tool result: z",
             "{text}"
+        );
+    }
+}
+
+/// Every `response` object a client sees: the blocking body, or each one in the stream.
+fn response_objects(text: &str, stream: bool) -> Vec<Value> {
+    if stream {
+        events(text)
+            .into_iter()
+            .filter_map(|e| e.get("response").cloned())
+            .collect()
+    } else {
+        vec![serde_json::from_str(text).unwrap()]
+    }
+}
+
+#[tokio::test]
+async fn responses_never_show_the_injected_tools() {
+    let (bridge, _server) = start(10).await;
+    let prompt = r#"[[tool:bmcp_test_echo {"text":"quiet"}]]"#;
+    for (body, tools, choice, parallel) in [
+        // The client's own tools and choices, as sent (the bridge sent `false` upstream).
+        (
+            responses_request(prompt, false),
+            json!([weather_tool()]),
+            json!("auto"),
+            json!(true),
+        ),
+        (
+            json!({"model": "gpt-test", "input": prompt, "tool_choice": "auto", "parallel_tool_calls": true}),
+            json!([]),
+            json!("auto"),
+            json!(true),
+        ),
+    ] {
+        for stream in [false, true] {
+            let mut body = body.clone();
+            body["stream"] = json!(stream);
+            let resp = bridge.post(RESPONSES, &[AUTH], body.to_string()).await;
+            assert_eq!(resp.status(), 200);
+            let text = resp.text().await.unwrap();
+            assert!(!text.contains("bmcp_"), "injected tools leaked: {text}");
+            let objects = response_objects(&text, stream);
+            assert_eq!(objects.len(), if stream { 3 } else { 1 }, "{text}");
+            for r in objects {
+                assert_eq!(
+                    (&r["tools"], &r["tool_choice"], &r["parallel_tool_calls"]),
+                    (&tools, &choice, &parallel),
+                    "{text}"
+                );
+            }
+            assert_eq!(
+                output_text(&client_response(&text, stream)),
+                "Tool result: quiet"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn responses_continue_from_the_id_after_a_loop() {
+    let (bridge, _server) = start(10).await;
+    for stream in [false, true] {
+        let before = bridge.mock.requests().len();
+        let resp = bridge
+            .post(
+                RESPONSES,
+                &[AUTH],
+                responses_request(r#"[[tool:bmcp_test_echo {"text":"first"}]]"#, stream)
+                    .to_string(),
+            )
+            .await;
+        let text = resp.text().await.unwrap();
+        let first = client_response(&text, stream);
+        assert_eq!(output_text(&first), "Tool result: first");
+        // The stored round that called the tool is not what the client continues from.
+        let rounds: Vec<_> = bridge.mock.requests()[before..].to_vec();
+        assert_eq!(rounds.len(), 2);
+        // The next turn continues the conversation; the upstream finds every call answered.
+        let next = json!({
+            "model": "gpt-test",
+            "stream": stream,
+            "previous_response_id": first["id"],
+            "input": "and then?",
+        });
+        let resp = bridge.post(RESPONSES, &[AUTH], next.to_string()).await;
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        assert_eq!(status, 200, "{text}");
+        assert_eq!(
+            output_text(&client_response(&text, stream)),
+            "Mock answer: and then?"
+        );
+    }
+    // The round that called the injected tool cannot be continued from: its call is
+    // answered only inside the bridge's next round (the mock checks like the API does).
+    let called = bridge
+        .recorder
+        .records()
+        .into_iter()
+        .find_map(|r| match r {
+            aibridge::record::Record::ToolUsage(t) if t.injected => Some(t.provider_response_id),
+            _ => None,
+        })
+        .unwrap();
+    let next = json!({"model": "gpt-test", "previous_response_id": called, "input": "x"});
+    let resp = bridge.post(RESPONSES, &[AUTH], next.to_string()).await;
+    assert_eq!(resp.status(), 400);
+    let error: Value = resp.json().await.unwrap();
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("No tool output found for function call call_mock"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn responses_stored_turns_make_one_call_at_a_time() {
+    let (bridge, _server) = start(10).await;
+    // Stored, with a client tool: a turn calling it and an injected tool could not be
+    // continued from, so the bridge asks for one call per turn (and the mock obeys).
+    let prompt = r#"[[tool:get_weather {"city":"Oslo"}]] [[tool:bmcp_test_echo {"text":"m"}]]"#;
+    for stream in [false, true] {
+        let before = bridge.mock.requests().len();
+        let resp = bridge
+            .post(
+                RESPONSES,
+                &[AUTH],
+                responses_request(prompt, stream).to_string(),
+            )
+            .await;
+        let id = interception_id(&resp);
+        let text = resp.text().await.unwrap();
+        let response = client_response(&text, stream);
+        let calls: Vec<_> = response["output"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| (i["type"].clone(), i["name"].clone(), i["arguments"].clone()))
+            .collect();
+        assert_eq!(
+            calls,
+            vec![(
+                json!("function_call"),
+                json!("get_weather"),
+                json!(r#"{"city":"Oslo"}"#)
+            )]
+        );
+        assert_eq!(
+            response["parallel_tool_calls"], true,
+            "as the client sent it"
+        );
+        assert_eq!(bridge.mock.requests().len() - before, 1);
+        let sent = bridge.mock.requests()[before].json();
+        assert_eq!(sent["parallel_tool_calls"], false);
+        let records = bridge.records_of(id).await;
+        let tools: Vec<_> = records_of_kind!(records, ToolUsage)
+            .into_iter()
+            .map(|t| (t.tool, t.injected))
+            .collect();
+        assert_eq!(tools, vec![("get_weather".to_owned(), false)]);
+        // The client answers its call on the stored response: valid upstream.
+        let next = json!({
+            "model": "gpt-test",
+            "stream": stream,
+            "previous_response_id": response["id"],
+            "input": [{"type": "function_call_output", "call_id": response["output"][0]["call_id"], "output": "sunny"}],
+        });
+        let resp = bridge.post(RESPONSES, &[AUTH], next.to_string()).await;
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        assert_eq!(status, 200, "{text}");
+        assert_eq!(
+            output_text(&client_response(&text, stream)),
+            "Tool result: sunny"
         );
     }
 }

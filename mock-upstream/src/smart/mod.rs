@@ -19,6 +19,9 @@ use crate::server::Shared;
 
 pub(crate) use errors::Provider;
 
+/// How many stored Responses the mock remembers (a bench sends many; memory stays bounded).
+const STORED_RESPONSES: usize = 1024;
+
 /// The fixed `created` timestamp (2026-01-01T00:00:00Z), so transcripts are reproducible.
 pub(crate) const CREATED: u64 = 1_767_225_600;
 
@@ -141,6 +144,26 @@ impl Ctx<'_> {
 
     pub(crate) fn delta_delay(&self) -> Duration {
         self.shared.options.delta_delay
+    }
+
+    /// Keeps a stored response's items (its input, earlier ones included, and its output)
+    /// for `previous_response_id`; the oldest go past [`STORED_RESPONSES`].
+    pub(crate) fn store_response(&self, id: String, items: Vec<Value>) {
+        let mut stored = crate::server::lock(&self.shared.stored);
+        if stored.len() == STORED_RESPONSES {
+            stored.pop_front();
+        }
+        stored.push_back((id, items));
+    }
+
+    /// The items of a stored response.
+    pub(crate) fn stored_response(&self, id: &str) -> Option<Vec<Value>> {
+        let stored = crate::server::lock(&self.shared.stored);
+        stored
+            .iter()
+            .rev()
+            .find(|(i, _)| i == id)
+            .map(|(_, items)| items.clone())
     }
 
     /// A fresh id such as `msg_mock000001`.

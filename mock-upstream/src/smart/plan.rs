@@ -106,6 +106,16 @@ impl Plan {
         plan
     }
 
+    /// Keeps the first call only, as a model told `parallel_tool_calls: false` does.
+    pub(crate) fn single_call(&mut self) {
+        if self.calls.len() > 1 {
+            self.calls.truncate(1);
+            if self.text.is_some() {
+                self.text = Some(format!("Calling {}.", self.calls[0].name));
+            }
+        }
+    }
+
     /// The deterministic output token count (see the crate docs).
     pub(crate) fn output_tokens(&self, text_deltas: usize) -> u64 {
         let text = self

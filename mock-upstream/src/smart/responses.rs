@@ -46,6 +46,29 @@ fn trigger(input: &Value) -> Trigger {
     Trigger::Prompt(prompt)
 }
 
+/// A request's `input` as items: a string is one user message.
+fn input_items(input: &Value) -> Vec<Value> {
+    match input {
+        Value::Array(items) => items.clone(),
+        Value::String(text) => vec![json!({"role": "user", "content": text})],
+        _ => Vec::new(),
+    }
+}
+
+/// The `call_id` of the first function (or custom tool) call without its output.
+fn unanswered_call(items: &[Value]) -> Option<&str> {
+    let answered: Vec<&str> = items
+        .iter()
+        .filter(|i| item_type(i).ends_with("_call_output"))
+        .filter_map(|i| i.get("call_id").and_then(Value::as_str))
+        .collect();
+    items
+        .iter()
+        .filter(|i| matches!(item_type(i), "function_call" | "custom_tool_call"))
+        .filter_map(|i| i.get("call_id").and_then(Value::as_str))
+        .find(|id| !answered.contains(id))
+}
+
 /// `POST /v1/responses`.
 pub(crate) fn create(ctx: &Ctx<'_>, request: &Value) -> Reply {
     let input = request.get("input").unwrap_or(&Value::Null);
@@ -65,8 +88,28 @@ pub(crate) fn create(ctx: &Ctx<'_>, request: &Value) -> Reply {
             Some(ToolDecl { name, custom })
         })
         .collect();
-    let plan = Plan::new(&trigger(input), &tools);
+    let mut plan = Plan::new(&trigger(input), &tools);
+    if request.get("parallel_tool_calls") == Some(&Value::Bool(false)) {
+        plan.single_call();
+    }
     let stream = wants_stream(request);
+    // Like the API: a stored response is continued from with `previous_response_id`, and
+    // every function call in the conversation so far must have its output by then.
+    let mut context = Vec::new();
+    if let Some(previous) = request.get("previous_response_id").and_then(Value::as_str) {
+        let Some(items) = ctx.stored_response(previous) else {
+            let message = format!("Previous response with id '{previous}' not found.");
+            return errors::reply(Provider::OpenAi, 400, &message);
+        };
+        context = items;
+        context.extend(input_items(input));
+        if let Some(call_id) = unanswered_call(&context) {
+            let message = format!("No tool output found for function call {call_id}.");
+            return errors::reply(Provider::OpenAi, 400, &message);
+        }
+    } else {
+        context.extend(input_items(input));
+    }
     match plan.fault {
         Some(Fault::Status(status)) => {
             return errors::reply(Provider::OpenAi, status, &errors::status_message(status));
@@ -111,6 +154,10 @@ pub(crate) fn create(ctx: &Ctx<'_>, request: &Value) -> Reply {
         items: output,
         plan: &plan,
     };
+    if request.get("store") != Some(&Value::Bool(false)) && plan.fault.is_none() {
+        context.extend(turn.items.iter().map(|i| i.json(true)));
+        ctx.store_response(turn.id.clone(), context);
+    }
     let mut reply = if stream {
         Reply::sse(turn.stream(ctx))
     } else {
