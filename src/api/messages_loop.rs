@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
+use super::chat_loop::add_numbers;
 use crate::intercept::tool_loop::{LoopApi, PendingCall, StreamRewriter};
 use crate::mcp::{InjectedTool, ToolCallResult, ToolResultContent};
 use crate::sse::SseEvent;
@@ -18,23 +19,10 @@ pub struct MessagesLoop;
 /// The one instance the dispatcher hands out.
 pub static MESSAGES_LOOP: MessagesLoop = MessagesLoop;
 
-const USAGE_FIELDS: [&str; 4] = [
-    "input_tokens",
-    "output_tokens",
-    "cache_creation_input_tokens",
-    "cache_read_input_tokens",
-];
-
+/// Usage summed over responses: every count, nested ones (`cache_creation.*`,
+/// `server_tool_use.*`) included; labels such as `service_tier` are the last response's.
 fn add_usage(total: &mut Map<String, Value>, usage: Option<&Value>) {
-    let Some(Value::Object(usage)) = usage else {
-        return;
-    };
-    for field in USAGE_FIELDS {
-        if let Some(n) = usage.get(field).and_then(Value::as_i64) {
-            let sum = total.get(field).and_then(Value::as_i64).unwrap_or(0) + n;
-            total.insert(field.to_owned(), Value::from(sum));
-        }
-    }
+    add_numbers(total, usage);
 }
 
 fn result_blocks(result: &ToolCallResult) -> Vec<Value> {
@@ -223,10 +211,12 @@ fn frame(event: &str, data: &Value) -> Bytes {
     Bytes::from(format!("event: {event}\ndata: {data}\n\n"))
 }
 
+/// Takes the counts of one response's `message_start` or `message_delta` usage: within a
+/// response, a later count replaces an earlier one (they are cumulative).
 fn merge_counts(into: &mut Map<String, Value>, from: Option<&Value>) {
     if let Some(Value::Object(from)) = from {
         for (k, v) in from {
-            if v.is_number() {
+            if v.is_number() || v.is_object() {
                 into.insert(k.clone(), v.clone());
             }
         }
@@ -393,20 +383,26 @@ impl StreamRewriter for MessagesRewriter {
             }
         }
         let usage = Value::Object(std::mem::take(&mut self.usage));
-        for field in USAGE_FIELDS {
-            if let Some(n) = usage.get(field).and_then(Value::as_i64) {
-                let sum = self.total.get(field).and_then(Value::as_i64).unwrap_or(0) + n;
-                self.total.insert(field.to_owned(), Value::from(sum));
-            }
-        }
+        add_usage(&mut self.total, Some(&usage));
         message.insert("usage".into(), usage);
         Value::Object(message)
     }
 
     fn finish(&mut self, out: &mut Vec<Bytes>) {
-        let Some(mut delta) = self.last_delta.take() else {
-            return;
-        };
+        // An upstream stream that ended without its `message_delta` still gives the client
+        // a complete message: the totals, a stop reason, and `message_stop`.
+        let mut delta = self.last_delta.take().unwrap_or_else(|| {
+            let stop = if self.client_tool_use {
+                "tool_use"
+            } else {
+                "end_turn"
+            };
+            json!({
+                "type": "message_delta",
+                "delta": {"stop_reason": stop, "stop_sequence": null},
+                "usage": {},
+            })
+        });
         if let Some(Value::Object(usage)) = delta.get_mut("usage") {
             for (k, v) in &self.total {
                 usage.insert(k.clone(), v.clone());
@@ -425,5 +421,121 @@ impl StreamRewriter for MessagesRewriter {
 
     fn keepalive(&self) -> Bytes {
         Bytes::from_static(b"event: ping\ndata: {\"type\": \"ping\"}\n\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usage(input: i64, output: i64, five_m: i64, searches: i64, tier: &str) -> Value {
+        json!({
+            "input_tokens": input,
+            "output_tokens": output,
+            "cache_creation": {"ephemeral_5m_input_tokens": five_m, "ephemeral_1h_input_tokens": 1},
+            "server_tool_use": {"web_search_requests": searches},
+            "service_tier": tier,
+        })
+    }
+
+    #[test]
+    fn merged_usage_sums_nested_counts() {
+        let injected = |name: &str| name.starts_with("bmcp_");
+        let first = json!({"id": "msg_1", "content": [{"type": "tool_use", "id": "t", "name": "bmcp_x", "input": {}}],
+            "stop_reason": "tool_use", "usage": usage(10, 2, 3, 1, "standard")});
+        let second = json!({"id": "msg_2", "content": [{"type": "text", "text": "ok"}],
+            "stop_reason": "end_turn", "usage": usage(20, 5, 4, 2, "priority")});
+        let earlier = MESSAGES_LOOP.merge(None, first, &injected);
+        let merged = MESSAGES_LOOP.merge(Some(earlier), second, &injected);
+        assert_eq!(merged["id"], "msg_1");
+        assert_eq!(merged["content"], json!([{"type": "text", "text": "ok"}]));
+        assert_eq!(
+            merged["usage"],
+            json!({
+                "input_tokens": 30,
+                "output_tokens": 7,
+                "cache_creation": {"ephemeral_5m_input_tokens": 7, "ephemeral_1h_input_tokens": 2},
+                "server_tool_use": {"web_search_requests": 3},
+                "service_tier": "priority",
+            })
+        );
+    }
+
+    fn events(rewriter: &mut MessagesRewriter, events: &[Value], out: &mut Vec<Bytes>) {
+        let injected = |name: &str| name.starts_with("bmcp_");
+        for e in events {
+            let raw = format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap());
+            rewriter.on_event(&SseEvent::new(raw.into()), &injected, out);
+        }
+    }
+
+    fn parsed(out: &[Bytes]) -> Vec<Value> {
+        out.iter()
+            .map(|b| {
+                let text = std::str::from_utf8(b).unwrap();
+                let data = text.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+                serde_json::from_str(data).unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_round_without_message_delta_still_ends_the_message() {
+        let mut r = MessagesRewriter::default();
+        let mut out = Vec::new();
+        r.begin();
+        events(
+            &mut r,
+            &[
+                json!({"type": "message_start", "message": {"id": "msg_1", "content": [], "usage": usage(10, 1, 3, 1, "standard")}}),
+                json!({"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": "t", "name": "bmcp_x", "input": {}}}),
+                json!({"type": "content_block_stop", "index": 0}),
+                json!({"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 4}}),
+                json!({"type": "message_stop"}),
+            ],
+            &mut out,
+        );
+        r.end();
+        r.begin();
+        // The second upstream stream breaks off after its text: no message_delta, no stop.
+        events(
+            &mut r,
+            &[
+                json!({"type": "message_start", "message": {"id": "msg_2", "content": [], "usage": usage(20, 1, 4, 2, "standard")}}),
+                json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+                json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "hi"}}),
+                json!({"type": "content_block_stop", "index": 0}),
+            ],
+            &mut out,
+        );
+        r.end();
+        r.finish(&mut out);
+        let events = parsed(&out);
+        let kinds: Vec<_> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                "message_start",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_stop",
+                "message_delta",
+                "message_stop"
+            ]
+        );
+        assert_eq!(events[1]["index"], 0);
+        assert_eq!(
+            events[4],
+            json!({
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": null},
+                "usage": {
+                    "input_tokens": 30,
+                    "output_tokens": 5,
+                    "cache_creation": {"ephemeral_5m_input_tokens": 7, "ephemeral_1h_input_tokens": 2},
+                    "server_tool_use": {"web_search_requests": 3},
+                },
+            })
+        );
     }
 }
