@@ -13,6 +13,7 @@ mod client_faults;
 mod example;
 mod mcp_loop;
 mod mcp_loop_openai;
+mod mcp_loop_stream;
 mod mcp_registry;
 mod openai_chat;
 mod openai_responses;
