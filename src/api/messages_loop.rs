@@ -38,17 +38,9 @@ fn result_blocks(result: &ToolCallResult) -> Vec<Value> {
                 "type": "image",
                 "source": {"type": "base64", "media_type": mime_type, "data": data},
             }),
-            ToolResultContent::Resource {
-                uri,
-                text: Some(text),
-                ..
-            } => {
-                json!({"type": "text", "text": format!("[resource {uri}]\n{text}")})
+            resource @ ToolResultContent::Resource { .. } => {
+                json!({"type": "text", "text": resource.to_text()})
             }
-            ToolResultContent::Resource { uri, mime_type, .. } => json!({
-                "type": "text",
-                "text": format!("[resource {uri}: {}]", mime_type.as_deref().unwrap_or("binary")),
-            }),
         })
         .collect();
     if blocks.is_empty() {

@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 
 use super::chat_loop::add_numbers;
 use crate::intercept::tool_loop::{LoopApi, PendingCall, StreamRewriter, restore_echo};
-use crate::mcp::{InjectedTool, ToolCallResult};
+use crate::mcp::{InjectedTool, ToolCallResult, ToolResultContent};
 use crate::sse::SseEvent;
 
 /// The Responses loop.
@@ -40,6 +40,30 @@ fn output(response: &Value) -> &[Value] {
 /// cannot be continued from, and the client is shown the first round's id throughout.
 fn unstored(value: &Value) -> bool {
     value.get("store") == Some(&Value::Bool(false))
+}
+
+/// A `function_call_output`'s `output`: the text, or, when the result holds images, a list
+/// of `input_text` and `input_image` parts (images as `data:` URLs) so the model sees them.
+fn function_output(result: &ToolCallResult) -> Value {
+    let has_image = result
+        .content
+        .iter()
+        .any(|c| matches!(c, ToolResultContent::Image { .. }));
+    if result.invocation_error.is_some() || !has_image {
+        return Value::String(result.to_text());
+    }
+    let parts = result
+        .content
+        .iter()
+        .map(|c| match c {
+            ToolResultContent::Image { data, mime_type } => json!({
+                "type": "input_image",
+                "image_url": format!("data:{mime_type};base64,{data}"),
+            }),
+            other => json!({"type": "input_text", "text": other.to_text()}),
+        })
+        .collect();
+    Value::Array(parts)
 }
 
 impl LoopApi for ResponsesLoop {
@@ -129,7 +153,7 @@ impl LoopApi for ResponsesLoop {
                 items.push(item);
             }
             for (call, result) in results {
-                items.push(json!({"type": "function_call_output", "call_id": call.id, "output": result.to_text()}));
+                items.push(json!({"type": "function_call_output", "call_id": call.id, "output": function_output(result)}));
             }
         }
     }

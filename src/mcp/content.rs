@@ -85,19 +85,27 @@ impl ToolCallResult {
         let parts: Vec<String> = self
             .content
             .iter()
-            .map(|block| match block {
-                ToolResultContent::Text(text) => text.clone(),
-                ToolResultContent::Image { mime_type, .. } => format!("[image: {mime_type}]"),
-                ToolResultContent::Resource {
-                    uri, text: Some(t), ..
-                } => format!("[resource {uri}]\n{t}"),
-                ToolResultContent::Resource { uri, mime_type, .. } => format!(
-                    "[resource {uri}: {}]",
-                    mime_type.as_deref().unwrap_or("binary")
-                ),
-            })
+            .map(ToolResultContent::to_text)
             .collect();
         parts.join("\n")
+    }
+}
+
+impl ToolResultContent {
+    /// The block as text: an image or a blob as a short placeholder, a text resource as
+    /// its URI and text.
+    pub fn to_text(&self) -> String {
+        match self {
+            ToolResultContent::Text(text) => text.clone(),
+            ToolResultContent::Image { mime_type, .. } => format!("[image: {mime_type}]"),
+            ToolResultContent::Resource {
+                uri, text: Some(t), ..
+            } => format!("[resource {uri}]\n{t}"),
+            ToolResultContent::Resource { uri, mime_type, .. } => format!(
+                "[resource {uri}: {}]",
+                mime_type.as_deref().unwrap_or("binary")
+            ),
+        }
     }
 }
 

@@ -378,3 +378,34 @@ async fn client_tools_still_work_beside_injected_ones() {
         );
     }
 }
+
+#[tokio::test]
+async fn images_and_resources_reach_the_model_as_blocks() {
+    let f = start(10).await;
+    let last_result = || {
+        let last = f.bridge.mock.requests().last().unwrap().json();
+        let result = last["messages"].as_array().unwrap().last().unwrap()["content"][0].clone();
+        assert_eq!(result["type"], "tool_result");
+        assert_eq!(result["is_error"], false);
+        result["content"].clone()
+    };
+    exchange(&f, "[[tool:bmcp_test_image]]", false).await;
+    assert_eq!(
+        last_result(),
+        json!([{"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": test_mcp::TINY_PNG}}])
+    );
+    let (message, _) = exchange(&f, "[[tool:bmcp_test_resource]]", false).await;
+    assert_eq!(
+        last_result(),
+        json!([
+            {"type": "text", "text": "[resource test://resource/text]\nhello from a resource"},
+            {"type": "text", "text": "[resource test://resource/blob: application/octet-stream]"},
+        ])
+    );
+    assert_eq!(
+        texts(&message),
+        vec![
+            "Tool result: [resource test://resource/text]\nhello from a resource\n[resource test://resource/blob: application/octet-stream]"
+        ]
+    );
+}

@@ -669,3 +669,48 @@ async fn responses_stored_turns_make_one_call_at_a_time() {
         );
     }
 }
+
+#[tokio::test]
+async fn images_and_resources_in_openai_tool_results() {
+    let (bridge, _server) = start(10).await;
+    let resource = "[resource test://resource/text]\nhello from a resource\n[resource test://resource/blob: application/octet-stream]";
+    // Chat tool messages are text: an image is a placeholder.
+    for (prompt, content) in [
+        ("[[tool:bmcp_test_image]]", "[image: image/png]"),
+        ("[[tool:bmcp_test_resource]]", resource),
+    ] {
+        let resp = bridge
+            .post(
+                CHAT,
+                &[AUTH],
+                chat_request(prompt, false, false).to_string(),
+            )
+            .await;
+        assert_eq!(resp.status(), 200);
+        let last = bridge.mock.requests().last().unwrap().json();
+        let tool = last["messages"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!(tool["role"], "tool");
+        assert_eq!(tool["content"], content);
+    }
+    // Responses takes images in a function_call_output: the model sees the picture.
+    for (prompt, output) in [
+        (
+            "[[tool:bmcp_test_image]]",
+            json!([{"type": "input_image", "image_url": format!("data:image/png;base64,{}", test_mcp::TINY_PNG)}]),
+        ),
+        ("[[tool:bmcp_test_resource]]", json!(resource)),
+    ] {
+        let resp = bridge
+            .post(
+                RESPONSES,
+                &[AUTH],
+                responses_request(prompt, false).to_string(),
+            )
+            .await;
+        assert_eq!(resp.status(), 200);
+        let last = bridge.mock.requests().last().unwrap().json();
+        let item = last["input"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!(item["type"], "function_call_output");
+        assert_eq!(item["output"], output);
+    }
+}
