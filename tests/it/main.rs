@@ -11,6 +11,7 @@ mod auth;
 mod cli;
 mod client_faults;
 mod example;
+mod mcp_cli;
 mod mcp_loop;
 mod mcp_loop_openai;
 mod mcp_loop_stream;
