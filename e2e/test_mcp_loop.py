@@ -48,7 +48,7 @@ class ToolRow:
     injected: bool
     input: dict
     invocation_error: str | None = None
-    # Whether the row names the MCP server (only calls the bridge actually made do).
+    # Whether the bridge ran the call (a call not run still names the server that offered it).
     ran: bool = True
 
 
@@ -307,7 +307,9 @@ WEATHER_RESPONSES = {
 
 def ask_responses(url, prompt, streaming):
     client = openai.OpenAI(base_url=f"{url}/openai/v1", api_key=KEY, max_retries=0)
-    request = dict(model="gpt-5", tools=[WEATHER_RESPONSES], input=prompt)
+    # Not stored, as Codex asks: parallel calls stay allowed (a stored request with client
+    # tools gets one call per turn; see test_responses_continue_after_the_loop).
+    request = dict(model="gpt-5", tools=[WEATHER_RESPONSES], input=prompt, store=False)
     if streaming:
         with client.responses.stream(**request) as stream:
             response = stream.get_final_response()
@@ -372,7 +374,7 @@ def audit_rows(loop, marker, streaming, scenario, api):
     )
     want = sorted(
         (
-            (r.tool, r.injected, r.input, r.invocation_error, loop.mcp_url if r.ran and r.injected else None)
+            (r.tool, r.injected, r.input, r.invocation_error, loop.mcp_url if r.injected else None)
             for r in scenario.tools
         ),
         key=repr,
@@ -420,3 +422,26 @@ def test_tool_loop(bridge_loop, api, scenario_name):
         assert {c[0]: c[2] for c in answer.calls} == client_rows, (mode, answer, tools)
         answers[mode] = answer
     assert answers["streaming"].visible() == answers["blocking"].visible()
+
+
+@pytest.mark.responses
+@pytest.mark.parametrize("streaming", [False, True], ids=["blocking", "streaming"])
+def test_responses_continue_after_the_loop(bridge_loop, streaming):
+    """Stored responses: the id the SDK ends up with continues the conversation upstream
+    (every injected call answered), and the response shows only the client's own tools."""
+    client = openai.OpenAI(base_url=f"{bridge_loop.bridge.url}/openai/v1", api_key=KEY, max_retries=0)
+    marker = uuid.uuid4().hex[:12]
+    first = dict(model="gpt-5", tools=[WEATHER_RESPONSES], input=directive(bmcp("echo"), {"text": f"c-{marker}"}))
+    second = dict(model="gpt-5", tools=[WEATHER_RESPONSES], input=f"and then {marker}?")
+    if streaming:
+        with client.responses.stream(**first) as stream:
+            response = stream.get_final_response()
+        with client.responses.stream(**second, previous_response_id=response.id) as stream:
+            follow_up = stream.get_final_response()
+    else:
+        response = client.responses.create(**first)
+        follow_up = client.responses.create(**second, previous_response_id=response.id)
+    assert response.output_text == f"Tool result: c-{marker}"
+    assert [t.name for t in response.tools] == ["get_weather"]
+    assert response.parallel_tool_calls is True
+    assert follow_up.output_text == f"Mock answer: and then {marker}?"

@@ -20,6 +20,7 @@ use crate::actor::Actor;
 use crate::api::{ApiKind, ErrorKind, RequestInfo, client, error_body};
 use crate::breaker::Breakers;
 use crate::config::Limits;
+use crate::intercept::aliases::ResponseAliases;
 use crate::intercept::tool_loop::{self, LoopSetup, Offered, ToolSource};
 use crate::intercept::{Interception, Start, blocking, streaming};
 use crate::metrics::{Metrics, RejectLabels};
@@ -77,6 +78,8 @@ pub struct BridgeState {
     pub(crate) breakers: Breakers,
     /// Cancelled when the shutdown grace period is over: in-flight requests end at once.
     pub(crate) cancel: CancellationToken,
+    /// Responses ids streaming clients were shown for a tool loop's last upstream response.
+    pub(crate) response_aliases: ResponseAliases,
 }
 
 impl BridgeState {
@@ -115,6 +118,7 @@ impl RequestBridge {
                 clients,
                 breakers,
                 cancel: CancellationToken::new(),
+                response_aliases: ResponseAliases::default(),
             }),
         })
     }
@@ -262,6 +266,7 @@ async fn intercept(
             );
         }
     };
+    let body = resolve_previous_response(&state, api, &info, body);
     // The tool loop edits the client's body itself; the plain relay may need its own edit.
     let relay_body = match api.upstream_body(&info, body.clone()) {
         Ok(body) => body,
@@ -317,6 +322,33 @@ async fn intercept(
             }
         }
     }
+}
+
+/// A Responses request continuing from an id the bridge showed in place of the upstream's
+/// (a streamed tool loop, see [`ResponseAliases`]) is sent on with the upstream's id; any
+/// other body is left as it is.
+fn resolve_previous_response(
+    state: &BridgeState,
+    api: ApiKind,
+    info: &RequestInfo,
+    body: Bytes,
+) -> Bytes {
+    if api != ApiKind::Responses {
+        return body;
+    }
+    let Some(real) = info
+        .metadata
+        .get("previous_response_id")
+        .and_then(|v| v.as_str())
+        .and_then(|shown| state.response_aliases.resolve(shown))
+    else {
+        return body;
+    };
+    let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return body;
+    };
+    value["previous_response_id"] = serde_json::Value::String(real);
+    serde_json::to_vec(&value).map_or(body, Bytes::from)
 }
 
 /// Records a request refused before any upstream call as a failed (`rejected`)

@@ -234,8 +234,10 @@ struct ResponsesRewriter {
     injected_names: Vec<String>,
     /// The request fields response objects echo, as the client sent them.
     echo: Map<String, Value>,
-    /// The client asked for `store: false`: the first round's id is kept throughout.
+    /// The client asked for `store: false`: nothing upstream to continue from.
     unstored: bool,
+    /// The id shown for the whole stream and the last round's, once finished.
+    alias: Option<(String, String)>,
 }
 
 fn frame(kind: &str, data: &Value) -> Bytes {
@@ -308,7 +310,7 @@ impl StreamRewriter for ResponsesRewriter {
             "response.failed" | "response.incomplete" | "error" => {
                 if let Some(r) = data.get_mut("response") {
                     restore_echo(r, &self.echo);
-                    if let Some(id) = self.id.clone().filter(|_| self.unstored) {
+                    if let Some(id) = self.id.clone() {
                         r["id"] = id;
                     }
                 }
@@ -358,8 +360,16 @@ impl StreamRewriter for ResponsesRewriter {
             return;
         };
         if let Some(mut merged) = self.merged.take() {
-            if let Some(id) = self.id.clone().filter(|_| self.unstored) {
-                merged["id"] = id;
+            // One id from `response.created` to `response.completed` (SDKs check it). When
+            // stored, the last round's is the one to continue from: remembered as an alias.
+            if let Some(id) = self.id.clone() {
+                let last = std::mem::replace(&mut merged["id"], id.clone());
+                if let (false, Some(shown), Some(real)) =
+                    (self.unstored, id.as_str(), last.as_str())
+                    && shown != real
+                {
+                    self.alias = Some((shown.to_owned(), real.to_owned()));
+                }
             }
             restore_echo(&mut merged, &self.echo);
             completed["response"] = merged;
@@ -371,5 +381,9 @@ impl StreamRewriter for ResponsesRewriter {
 
     fn keepalive(&self) -> Bytes {
         Bytes::from_static(b": keepalive\n\n")
+    }
+
+    fn response_alias(&self) -> Option<(String, String)> {
+        self.alias.clone()
     }
 }

@@ -1,6 +1,7 @@
 //! The interception flow, written once for every wire API: inspect → record start → call
 //! upstream → relay (blocking or streaming) while observing → record → end.
 
+pub mod aliases;
 pub mod blocking;
 mod send;
 pub mod streaming;

@@ -102,6 +102,12 @@ pub trait StreamRewriter: Send + Sync + 'static {
     fn finish(&mut self, out: &mut Vec<Bytes>);
     /// An event that keeps the client's connection alive while tools run.
     fn keepalive(&self) -> Bytes;
+    /// After [`StreamRewriter::finish`]: the response id the client was shown and the
+    /// upstream id it stands for, when they differ and the latter is the one to continue
+    /// from.
+    fn response_alias(&self) -> Option<(String, String)> {
+        None
+    }
 }
 
 /// The injected tools offered in one request, by name: the calls that belong to the bridge
@@ -435,6 +441,10 @@ async fn drive_stream(
                     ic.skipped_calls(&own, &response_id, !client.is_empty(), &offered);
                 }
                 rewriter.finish(&mut out);
+                // Known before the client can send its next turn.
+                if let Some((shown, real)) = rewriter.response_alias() {
+                    state.response_aliases.insert(shown, real);
+                }
                 forward(&tx, &mut out).await?;
                 return Ok(());
             }

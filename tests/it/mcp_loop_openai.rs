@@ -265,7 +265,6 @@ fn events(stream: &str) -> Vec<Value> {
 }
 
 /// Checks a Responses stream's shape and returns its final `response.completed` response.
-/// Its id is the first round's when the request said `store: false`, else the last's.
 fn completed_response(stream: &str) -> Value {
     let events: Vec<Value> = data_lines(stream)
         .iter()
@@ -312,12 +311,10 @@ fn completed_response(stream: &str) -> Value {
     let created_id = events[0]["response"]["id"].clone();
     let done = events.last().unwrap();
     assert_eq!(done["type"], "response.completed");
-    if done["response"]["store"] == false {
-        assert_eq!(
-            done["response"]["id"], created_id,
-            "one response id: {stream}"
-        );
-    }
+    assert_eq!(
+        done["response"]["id"], created_id,
+        "one response id: {stream}"
+    );
     let output = done["response"]["output"].as_array().unwrap();
     assert_eq!(output.len(), added.len(), "{stream}");
     for (i, item) in output.iter().enumerate() {
@@ -458,21 +455,17 @@ async fn responses_loop_cap_and_text_before_call() {
         );
         // The client sees its own request echoed, not the forced `tool_choice`.
         assert_eq!(response["tool_choice"], "auto", "{response}");
-        // Stored: the client gets the last round's id, the one that can be continued from.
+        // Stored: a blocking client gets the last round's id, the one that can be continued
+        // from; a stream keeps the id `response.created` announced, the first round's (the
+        // bridge maps it to the last when the client continues from it).
         let records = bridge.records_of(id).await;
         let ids: Vec<_> = records_of_kind!(records, TokenUsage)
             .into_iter()
             .map(|u| u.provider_response_id)
             .collect();
         assert_eq!(ids.len(), 3);
-        assert_eq!(response["id"].as_str(), Some(ids[2].as_str()), "{text}");
-        if stream {
-            // `response.created` could only name the first round.
-            assert_eq!(
-                events(&text)[0]["response"]["id"].as_str(),
-                Some(ids[0].as_str())
-            );
-        }
+        let shown = if stream { &ids[0] } else { &ids[2] };
+        assert_eq!(response["id"].as_str(), Some(shown.as_str()), "{text}");
     }
     for stream in [false, true] {
         let resp = bridge
@@ -552,7 +545,6 @@ async fn responses_never_show_the_injected_tools() {
 async fn responses_continue_from_the_id_after_a_loop() {
     let (bridge, _server) = start(10).await;
     for stream in [false, true] {
-        let before = bridge.mock.requests().len();
         let resp = bridge
             .post(
                 RESPONSES,
@@ -561,11 +553,15 @@ async fn responses_continue_from_the_id_after_a_loop() {
                     .to_string(),
             )
             .await;
+        let id = interception_id(&resp);
         let text = resp.text().await.unwrap();
         let first = client_response(&text, stream);
         assert_eq!(output_text(&first), "Tool result: first");
-        // The stored round that called the tool is not what the client continues from.
-        let rounds: Vec<_> = bridge.mock.requests()[before..].to_vec();
+        let records = bridge.records_of(id).await;
+        let rounds: Vec<_> = records_of_kind!(records, TokenUsage)
+            .into_iter()
+            .map(|u| u.provider_response_id)
+            .collect();
         assert_eq!(rounds.len(), 2);
         // The next turn continues the conversation; the upstream finds every call answered.
         let next = json!({
@@ -582,6 +578,14 @@ async fn responses_continue_from_the_id_after_a_loop() {
             output_text(&client_response(&text, stream)),
             "Mock answer: and then?"
         );
+        // Upstream, that turn continued from the loop's last response, whatever id the
+        // client was shown.
+        let sent = bridge.mock.requests().last().unwrap().json();
+        assert_eq!(
+            sent["previous_response_id"].as_str(),
+            Some(rounds[1].as_str())
+        );
+        assert_eq!(sent["input"], "and then?");
     }
     // The round that called the injected tool cannot be continued from: its call is
     // answered only inside the bridge's next round (the mock checks like the API does).
