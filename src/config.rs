@@ -97,6 +97,9 @@ pub struct RawConfig {
     pub mcp: crate::mcp::RawMcpConfig,
     /// How long in-flight requests may run after SIGTERM (`30s`).
     pub shutdown_grace: Option<String>,
+    /// How long to keep accepting after SIGTERM with `/readyz` answering 503, so a load
+    /// balancer sees the process leave before its listener closes (`0s`).
+    pub shutdown_delay: Option<String>,
 }
 
 /// One provider as written.
@@ -249,6 +252,8 @@ pub struct Config {
     pub mcp: crate::mcp::McpConfig,
     /// Grace period for in-flight requests on shutdown.
     pub shutdown_grace: Duration,
+    /// Pre-stop phase after SIGTERM: still accepting, `/readyz` answering 503.
+    pub shutdown_delay: Duration,
 }
 
 /// Default listen address: loopback only, so single-user mode is safe.
@@ -336,6 +341,10 @@ impl Config {
             Some(text) => parse_duration(&text).map_err(|m| invalid("shutdown_grace", m))?,
             None => Duration::from_secs(30),
         };
+        let shutdown_delay = match raw.shutdown_delay {
+            Some(text) => parse_duration(&text).map_err(|m| invalid("shutdown_delay", m))?,
+            None => Duration::ZERO,
+        };
         let mcp = crate::mcp::validate(raw.mcp, &|name| env.var(name))
             .map_err(|e| invalid(e.path, e.message))?;
         Ok(Config {
@@ -350,6 +359,7 @@ impl Config {
             queue_capacity: raw.recording.queue_capacity.unwrap_or(65_536),
             mcp,
             shutdown_grace,
+            shutdown_delay,
         })
     }
 }

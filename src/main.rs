@@ -261,10 +261,17 @@ async fn serve(path: Option<PathBuf>, no_migrate: bool) -> anyhow::Result<()> {
                 * 2;
             tokio::spawn(async move {
                 registry.wait_ready(wait).await;
-                ready.set(true);
+                // A no-op when SIGTERM came first: the process stays unready.
+                if ready.mark_ready() {
+                    tracing::info!("every MCP server tried; ready");
+                } else {
+                    tracing::info!("every MCP server tried after shutdown began; staying unready");
+                }
             });
         }
-        None => ready.set(true),
+        None => {
+            ready.mark_ready();
+        }
     }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -284,8 +291,17 @@ async fn serve(path: Option<PathBuf>, no_migrate: bool) -> anyhow::Result<()> {
             .await
     });
     shutdown_signal().await;
+    ready.begin_shutdown();
+    if !config.shutdown_delay.is_zero() {
+        // Pre-stop phase: /readyz answers 503 while requests are still served, so a load
+        // balancer takes the process out of rotation before its listener closes.
+        tracing::info!(delay = ?config.shutdown_delay, "shutting down: /readyz answers 503; still accepting for shutdown_delay");
+        tokio::select! {
+            () = tokio::time::sleep(config.shutdown_delay) => {}
+            () = shutdown_signal() => tracing::info!("second signal: skipping the rest of shutdown_delay"),
+        }
+    }
     tracing::info!(grace = ?config.shutdown_grace, "shutting down: no new connections, finishing in-flight requests");
-    ready.set(false);
     let _ = stop_tx.send(true);
     let mut server = server;
     let finished = match tokio::time::timeout(config.shutdown_grace, &mut server).await {

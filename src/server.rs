@@ -2,7 +2,7 @@
 //! and `/metrics`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use axum::Router;
 use axum::body::Body;
@@ -17,19 +17,33 @@ use crate::actor::{AuthError, Authenticator};
 use crate::api::ErrorKind;
 use crate::bridge::{RequestBridge, error_response};
 
-/// Shared by the probes: flips to not-ready when shutdown begins.
+/// Shared by the probes: not ready while starting, ready once started, and not ready again
+/// for good once shutdown begins.
 #[derive(Debug, Clone, Default)]
-pub struct Readiness(Arc<AtomicBool>);
+pub struct Readiness(Arc<AtomicU8>);
+
+const STARTING: u8 = 0;
+const READY: u8 = 1;
+const STOPPING: u8 = 2;
 
 impl Readiness {
-    /// Marks the process ready (or not).
-    pub fn set(&self, ready: bool) {
-        self.0.store(ready, Ordering::SeqCst);
+    /// Marks the process ready, unless shutdown already began: start-up work that finishes
+    /// late (waiting for MCP servers) must not turn a stopping process ready again.
+    /// Returns whether it became ready.
+    pub fn mark_ready(&self) -> bool {
+        self.0
+            .compare_exchange(STARTING, READY, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+    }
+
+    /// Marks the process as shutting down; it never becomes ready again.
+    pub fn begin_shutdown(&self) {
+        self.0.store(STOPPING, Ordering::SeqCst);
     }
 
     /// Whether the process takes traffic.
-    pub fn get(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::SeqCst) == READY
     }
 }
 
@@ -62,7 +76,7 @@ pub fn app(
         .route(
             "/readyz",
             get(move || {
-                let ready = ready.get();
+                let ready = ready.is_ready();
                 async move {
                     if ready {
                         (StatusCode::OK, "ready")
@@ -119,5 +133,30 @@ async fn authenticate(
         Err(e @ (AuthError::Missing | AuthError::InvalidKey)) => {
             error_response(kind, ErrorKind::Authentication, &e.to_string(), None)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Readiness;
+
+    #[test]
+    fn readiness_never_returns_after_shutdown_began() {
+        let ready = Readiness::default();
+        assert!(!ready.is_ready());
+        assert!(ready.mark_ready());
+        assert!(ready.is_ready());
+        ready.begin_shutdown();
+        assert!(!ready.is_ready());
+        assert!(!ready.mark_ready());
+        assert!(!ready.is_ready());
+    }
+
+    #[test]
+    fn start_up_finishing_after_the_signal_leaves_the_process_unready() {
+        let ready = Readiness::default();
+        ready.begin_shutdown();
+        assert!(!ready.mark_ready());
+        assert!(!ready.is_ready());
     }
 }

@@ -50,7 +50,7 @@ async fn bridge(db: &TestDb, recorder: SqlRecorder) -> (String, MockUpstream, Pi
     })
     .unwrap();
     let ready = Readiness::default();
-    ready.set(true);
+    assert!(ready.mark_ready());
     let router = app(
         bridge,
         Authenticator::new(AuthConfig::default()),

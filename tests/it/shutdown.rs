@@ -179,3 +179,139 @@ async fn sigterm_finishes_short_requests_cancels_long_ones_and_loses_no_record()
         "{rows:#?}"
     );
 }
+
+/// A client that opens a new connection for every request, as a load balancer's probe does.
+fn fresh_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap()
+}
+
+/// Polls `/readyz` on new connections until it answers `want`, or panics after 10 s.
+async fn wait_for_readyz(url: &str, want: u16) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = fresh_client()
+            .get(format!("{url}/readyz"))
+            .send()
+            .await
+            .map(|r| r.status().as_u16());
+        if got.as_ref().ok() == Some(&want) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/readyz never answered {want}: last {got:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits (at most 20 s) until the process logged `line`.
+async fn wait_for_log(served: &Served, line: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !served.logs().contains(line) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no {line:?} in the logs:\n{}",
+            served.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn plain_config(dir: &std::path::Path, upstream: &str, extra: &str) -> String {
+    format!(
+        "listen = \"127.0.0.1:0\"\ndatabase_url = \"log\"\n{extra}\n\
+         [recording]\nspool_dir = \"{spool}\"\n\
+         [[providers]]\nname = \"anthropic\"\nkind = \"anthropic\"\nbase_url = \"{upstream}\"\n",
+        spool = dir.display(),
+    )
+}
+
+#[tokio::test]
+async fn during_shutdown_delay_readyz_answers_503_and_requests_are_still_served() {
+    let mock = MockUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = plain_config(
+        dir.path(),
+        &mock.url(),
+        "shutdown_delay = \"120s\"\nshutdown_grace = \"5s\"",
+    );
+    let mut served = Served::start(dir.path(), &config, &[]);
+    wait_for_readyz(&served.url, 200).await;
+
+    served.terminate();
+    // The listener still accepts: a probe on a new connection sees the process leave.
+    wait_for_readyz(&served.url, 503).await;
+    let probe = fresh_client()
+        .get(format!("{}/readyz", served.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(probe.status(), 503);
+    assert_eq!(probe.text().await.unwrap(), "shutting down");
+    let health = fresh_client()
+        .get(format!("{}/healthz", served.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    // A request that arrives in the pre-stop phase is bridged as usual.
+    let resp = fresh_client()
+        .post(format!("{}/anthropic/v1/messages", served.url))
+        .json(&json!({"model": "claude-s", "max_tokens": 64,
+            "messages": [{"role": "user", "content": "still there?"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(v["content"][0]["text"], "Mock answer: still there?");
+
+    // A second signal ends the delay: the process drains and exits long before 120 s.
+    served.terminate();
+    assert_eq!(served.wait(Duration::from_secs(30)).await, Some(0));
+    let logs = served.logs();
+    assert!(
+        logs.contains("second signal: skipping the rest of shutdown_delay"),
+        "{logs}"
+    );
+}
+
+#[tokio::test]
+async fn start_up_that_finishes_after_sigterm_does_not_turn_the_process_ready() {
+    let mock = MockUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // An MCP server that never answers: the process stays unready until it was tried
+    // (connect_timeout), and SIGTERM arrives before that.
+    let config = format!(
+        "{}\n[[mcp.servers]]\nname = \"mute\"\ncommand = \"sleep\"\nargs = [\"60\"]\n\
+         connect_timeout = \"2s\"\n",
+        plain_config(dir.path(), &mock.url(), "shutdown_delay = \"120s\"")
+    );
+    let mut served = Served::start(dir.path(), &config, &[]);
+    let starting = fresh_client()
+        .get(format!("{}/readyz", served.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(starting.status(), 503);
+    served.terminate();
+    wait_for_log(&served, "still accepting for shutdown_delay").await;
+    wait_for_log(&served, "every MCP server tried").await;
+    let logs = served.logs();
+    assert!(
+        logs.contains("every MCP server tried after shutdown began; staying unready"),
+        "{logs}"
+    );
+    let probe = fresh_client()
+        .get(format!("{}/readyz", served.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(probe.status(), 503);
+    served.terminate();
+    assert_eq!(served.wait(Duration::from_secs(30)).await, Some(0));
+}

@@ -125,7 +125,7 @@ impl TestBridge {
         })
         .expect("bridge");
         let ready = Readiness::default();
-        ready.set(true);
+        assert!(ready.mark_ready());
         let router = app(
             bridge,
             Authenticator::new(setup.auth),
