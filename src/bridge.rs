@@ -130,6 +130,12 @@ impl RequestBridge {
         self.state.cancel.cancel();
     }
 
+    /// Counts a request refused before it reached the bridge (e.g. by the auth layer) in
+    /// `aibridge_rejected_requests_total`.
+    pub fn count_rejected(&self, provider: &str, reason: &str) {
+        reject(&self.state, provider, reason);
+    }
+
     /// The provider whose prefix starts `path`, and the rest of the path after it.
     pub fn provider_for<'p>(&self, path: &'p str) -> Option<(&ProviderConfig, &'p str)> {
         find_provider(&self.state.providers, path).map(|(p, rest)| (&**p, rest))

@@ -118,10 +118,10 @@ async fn authenticate(
     mut req: Request,
     next: Next,
 ) -> Response<Body> {
-    let Some(kind) = state
+    let Some((kind, provider)) = state
         .bridge
         .provider_for(req.uri().path())
-        .map(|(p, _)| p.kind)
+        .map(|(p, _)| (p.kind, p.name.clone()))
     else {
         return next.run(req).await;
     };
@@ -131,6 +131,7 @@ async fn authenticate(
             next.run(req).await
         }
         Err(e @ (AuthError::Missing | AuthError::InvalidKey)) => {
+            state.bridge.count_rejected(&provider, "unauthenticated");
             error_response(kind, ErrorKind::Authentication, &e.to_string(), None)
         }
     }

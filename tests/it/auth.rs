@@ -84,6 +84,24 @@ async fn missing_or_wrong_keys_get_401_in_the_providers_format() {
     assert_eq!(resp.status(), 401);
     assert!(bridge.mock.requests().is_empty());
     assert!(bridge.recorder.records().is_empty());
+    // Every refusal is counted: three under /anthropic/ (two messages, one models), one
+    // under /openai/.
+    let metrics = bridge.metrics().await;
+    let count = |provider: &str| {
+        let prefix = format!(
+            "aibridge_rejected_requests_total{{provider=\"{provider}\",reason=\"unauthenticated\"}} "
+        );
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or("absent")
+            .to_owned()
+    };
+    assert_eq!(
+        (count("anthropic"), count("openai")),
+        ("3".to_owned(), "1".to_owned()),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
