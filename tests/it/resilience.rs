@@ -97,29 +97,43 @@ fn error_type(text: &str) -> String {
 
 #[tokio::test]
 async fn rate_limit_is_retried_after_the_wait_the_upstream_asked_for() {
-    let bridge = bridge(policy(2)).await;
-    bridge.mock.enqueue(
-        MockResponse::json(
-            429,
-            json!({"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}),
-        )
-        .with_header("retry-after-ms", "30"),
-    );
-    let a = ask(&bridge, "claude-a", false).await;
-    assert_eq!(a.status, 200);
-    assert_eq!(
-        (a.ended.outcome, a.ended.upstream_status, a.ended.attempts),
-        (Outcome::Completed, Some(200), 2)
-    );
-    assert_eq!(bridge.mock.requests().len(), 2);
-    let metrics = bridge.metrics().await;
-    assert!(
-        metrics.contains(
-            "aibridge_upstream_retries_total{provider=\"anthropic\",route=\"messages\"} 1"
-        ),
-        "{metrics}"
-    );
-    next_succeeds(&bridge).await;
+    // The policy's own backoff is 10 ms: only honouring the header makes the retry wait
+    // this long.
+    for (header, value, asked) in [
+        ("retry-after-ms", "600", Duration::from_millis(600)),
+        ("retry-after", "1", Duration::from_secs(1)),
+    ] {
+        let bridge = bridge(policy(2)).await;
+        bridge.mock.enqueue(
+            MockResponse::json(
+                429,
+                json!({"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}),
+            )
+            .with_header(header, value),
+        );
+        let started = std::time::Instant::now();
+        let a = ask(&bridge, "claude-a", false).await;
+        let waited = started.elapsed();
+        assert_eq!(a.status, 200, "{header}");
+        assert_eq!(
+            (a.ended.outcome, a.ended.upstream_status, a.ended.attempts),
+            (Outcome::Completed, Some(200), 2)
+        );
+        assert_eq!(bridge.mock.requests().len(), 2);
+        // A lower bound only: the request cannot finish before the asked-for wait is over.
+        assert!(
+            waited >= asked,
+            "{header}: {value}, finished after {waited:?}"
+        );
+        let metrics = bridge.metrics().await;
+        assert!(
+            metrics.contains(
+                "aibridge_upstream_retries_total{provider=\"anthropic\",route=\"messages\"} 1"
+            ),
+            "{metrics}"
+        );
+        next_succeeds(&bridge).await;
+    }
 }
 
 #[tokio::test]
