@@ -162,6 +162,9 @@ pub struct RawLimits {
     pub max_body_bytes: Option<u64>,
     /// Largest blocking upstream response buffered, in bytes (default 64 MiB).
     pub max_response_bytes: Option<u64>,
+    /// How long a stream may wait on a client that takes nothing before it is logged as
+    /// slow (default `10s`).
+    pub slow_client_after: Option<String>,
 }
 
 /// Recording pipeline as written.
@@ -216,6 +219,9 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Largest blocking upstream response buffered.
     pub max_response_bytes: usize,
+    /// How long a stream may wait on a client that takes nothing before it is logged as
+    /// slow.
+    pub slow_client_after: Duration,
 }
 
 impl Default for Limits {
@@ -223,6 +229,7 @@ impl Default for Limits {
         Self {
             max_body_bytes: 32 * 1024 * 1024,
             max_response_bytes: 64 * 1024 * 1024,
+            slow_client_after: Duration::from_secs(10),
         }
     }
 }
@@ -336,6 +343,18 @@ impl Config {
                 raw.limits.max_response_bytes,
                 defaults.max_response_bytes,
             ),
+            slow_client_after: match raw.limits.slow_client_after {
+                Some(text) => parse_duration(&text)
+                    .ok()
+                    .filter(|d| !d.is_zero())
+                    .ok_or_else(|| {
+                        invalid(
+                            "limits.slow_client_after",
+                            format!("`{text}` is not a positive duration"),
+                        )
+                    })?,
+                None => defaults.slow_client_after,
+            },
         };
         let shutdown_grace = match raw.shutdown_grace {
             Some(text) => parse_duration(&text).map_err(|m| invalid("shutdown_grace", m))?,

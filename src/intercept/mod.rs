@@ -6,6 +6,7 @@ pub mod blocking;
 mod send;
 pub mod streaming;
 pub mod tool_loop;
+mod watchdog;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -178,6 +179,11 @@ impl Interception {
     /// The longest gap allowed between two chunks of an upstream body.
     pub fn idle_timeout(&self) -> Duration {
         self.provider.resilience.timeouts.idle
+    }
+
+    /// How long a stream may wait on a client that takes nothing before it is logged.
+    pub fn slow_client_after(&self) -> Duration {
+        self.state.limits.slow_client_after
     }
 
     /// Resolves when the bridge cancels in-flight requests (shutdown grace over).

@@ -1,12 +1,13 @@
 //! Streaming responses: SSE events relayed as the exact bytes received, each flushed at once,
 //! observed on the way. Pull-based: the client's reads drive the upstream reads, so a slow
-//! client applies backpressure instead of growing a buffer.
+//! client applies backpressure instead of growing a buffer (and is logged by the
+//! slow-client watchdog, `watchdog.rs`).
 
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Body;
 use bytes::Bytes;
@@ -15,6 +16,7 @@ use http::Response;
 use tokio::time::Sleep;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
+use super::watchdog::ClientWatch;
 use super::{Interception, SHUTDOWN_CANCELLED};
 use crate::api::{ErrorKind, EventAction, Observer};
 use crate::record::Outcome;
@@ -39,7 +41,7 @@ pub fn relay(ic: Interception, resp: reqwest::Response) -> Response<Body> {
         idle_timer: Box::pin(tokio::time::sleep(idle)),
         waiting_upstream: false,
         cancelled: Box::pin(ic.cancelled()),
-        slow: SlowClient::default(),
+        watch: ClientWatch::start(&ic),
         ic: Some(ic),
     };
     let mut out = Response::new(Body::from_stream(relay));
@@ -61,41 +63,9 @@ struct Relay {
     /// upstream, not while the client is slow to take what was read.
     waiting_upstream: bool,
     cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
-    slow: SlowClient,
+    watch: ClientWatch,
     /// `None` once the interception has ended.
     ic: Option<Interception>,
-}
-
-/// How long the client may leave relayed bytes untaken before it is logged as slow.
-const SLOW_CLIENT_AFTER: Duration = Duration::from_secs(10);
-
-/// Watches how fast the client takes what the relay yields. The relay never reads ahead
-/// of the client, so a slow client holds the upstream back instead of growing a buffer;
-/// it is logged once so an operator can see who.
-#[derive(Default)]
-struct SlowClient {
-    last_yield: Option<Instant>,
-    logged: bool,
-}
-
-impl SlowClient {
-    fn check(&mut self, ic: Option<&Interception>, pending: usize) {
-        let Some(at) = self.last_yield else { return };
-        let waited = at.elapsed();
-        if waited >= SLOW_CLIENT_AFTER && !self.logged {
-            self.logged = true;
-            if let Some(ic) = ic {
-                tracing::warn!(
-                    interception = %ic.id,
-                    actor = %ic.actor_id(),
-                    client = ic.client(),
-                    bytes_pending = pending,
-                    waited_secs = waited.as_secs(),
-                    "slow client: the upstream is held back until it reads"
-                );
-            }
-        }
-    }
 }
 
 impl Relay {
@@ -137,13 +107,13 @@ impl Stream for Relay {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        this.slow.check(this.ic.as_ref(), this.pending_bytes());
+        this.watch.asked();
         loop {
             if let Some(bytes) = this.pending.pop_front() {
-                this.slow.last_yield = Some(Instant::now());
+                let queued = this.pending_bytes();
+                this.watch.handed(bytes.len(), queued, this.pending.len());
                 return Poll::Ready(Some(Ok(bytes)));
             }
-            this.slow.last_yield = None;
             if this.ic.is_none() {
                 return Poll::Ready(None);
             }
@@ -197,8 +167,6 @@ impl Stream for Relay {
 impl Drop for Relay {
     fn drop(&mut self) {
         // The client went away mid-stream: keep what was observed, end the interception.
-        let pending = self.pending_bytes();
-        self.slow.check(self.ic.as_ref(), pending);
         self.finish(Outcome::ClientDisconnected, None);
     }
 }
