@@ -315,3 +315,65 @@ async fn start_up_that_finishes_after_sigterm_does_not_turn_the_process_ready() 
     served.terminate();
     assert_eq!(served.wait(Duration::from_secs(30)).await, Some(0));
 }
+
+#[tokio::test]
+async fn sigterm_terminates_stdio_mcp_children_before_the_process_exits() {
+    let mock = MockUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // The bridge's child is a shell that would outlive the server's end of input (it sleeps
+    // 15 s after the server exits): only terminating it ends it.
+    let config = format!(
+        "{}\n[[mcp.servers]]\nname = \"s\"\ncommand = \"sh\"\n\
+         args = [\"-c\", \"\\\"$0\\\"; sleep 15\", \"{}\"]\n",
+        plain_config(dir.path(), &mock.url(), ""),
+        crate::mcp_registry::test_server_binary().display()
+    );
+    let mut served = Served::start(dir.path(), &config, &[]);
+    wait_for_readyz(&served.url, 200).await;
+    // The injected `pid` tool, called by the bridge's tool loop: the mock quotes its result.
+    let resp = fresh_client()
+        .post(format!("{}/anthropic/v1/messages", served.url))
+        .json(&json!({"model": "claude-s", "max_tokens": 64,
+            "messages": [{"role": "user", "content": "[[tool:bmcp_s_pid]]"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let v: serde_json::Value = resp.json().await.unwrap();
+    let text = v["content"][0]["text"].as_str().unwrap();
+    let pid: u32 = text
+        .strip_prefix("Tool result: ")
+        .unwrap_or_else(|| panic!("{v}"))
+        .parse()
+        .unwrap();
+    // The shell between the bridge and the server.
+    let server_stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let shell: u32 = server_stat
+        .rsplit(") ")
+        .next()
+        .and_then(|rest| rest.split_whitespace().nth(1))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let shell_stat = std::fs::read_to_string(format!("/proc/{shell}/stat")).unwrap();
+    let bridge_pid = served.child.id().to_string();
+    assert_eq!(
+        shell_stat
+            .rsplit(") ")
+            .next()
+            .and_then(|r| r.split_whitespace().nth(1)),
+        Some(bridge_pid.as_str()),
+        "the shell is the bridge's child"
+    );
+
+    served.terminate();
+    assert_eq!(served.wait(Duration::from_secs(30)).await, Some(0));
+    // Gone by the time the bridge exited (a zombie waits only for the reaper).
+    for child in [shell, pid] {
+        let state = std::fs::read_to_string(format!("/proc/{child}/stat")).ok();
+        assert!(
+            state.as_deref().is_none_or(|s| s.contains(") Z ")),
+            "an MCP process outlived the bridge: {state:?}"
+        );
+    }
+}
