@@ -89,6 +89,38 @@ async fn next_succeeds(bridge: &TestBridge) {
     }
 }
 
+/// `aibridge_interceptions_total` for `model`, as (status, count) pairs in exposition order.
+fn counted(metrics: &str, model: &str) -> Vec<(String, String)> {
+    let model = format!("model=\"{model}\"");
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("aibridge_interceptions_total{") && l.contains(&model))
+        .filter_map(|l| {
+            let status = l.split("status=\"").nth(1)?.split('"').next()?;
+            let count = l.rsplit(' ').next()?;
+            Some((status.to_owned(), count.to_owned()))
+        })
+        .collect()
+}
+
+/// The model's requests ended exactly once each with these outcomes (`status` label).
+/// The counter is bumped right after the end record is queued, so wait for it a little.
+async fn assert_counted(bridge: &TestBridge, model: &str, want: &[(&str, &str)]) {
+    let want: Vec<(String, String)> = want
+        .iter()
+        .map(|(s, n)| ((*s).to_owned(), (*n).to_owned()))
+        .collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let got = counted(&bridge.metrics().await, model);
+        if got == want || tokio::time::Instant::now() >= deadline {
+            assert_eq!(got, want, "aibridge_interceptions_total for {model}");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn error_type(text: &str) -> String {
     let v: Value = serde_json::from_str(text).unwrap();
     assert_eq!(v["type"], "error", "{text}");
@@ -132,6 +164,7 @@ async fn rate_limit_is_retried_after_the_wait_the_upstream_asked_for() {
             ),
             "{metrics}"
         );
+        assert_counted(&bridge, "claude-a", &[("completed", "1")]).await;
         next_succeeds(&bridge).await;
     }
 }
@@ -158,6 +191,7 @@ async fn server_errors_are_retried_and_the_last_one_relayed_unchanged() {
         (a.ended.outcome, a.ended.upstream_status, a.ended.attempts),
         (Outcome::UpstreamError, Some(529), 3)
     );
+    assert_counted(&bridge, "claude-a", &[("upstream_error", "1")]).await;
     next_succeeds(&bridge).await;
 }
 
@@ -170,6 +204,7 @@ async fn zero_retries_relays_the_first_failure() {
     let a = ask(&bridge, "claude-a", false).await;
     assert_eq!((a.status, a.ended.attempts), (503, 1));
     assert_eq!(bridge.mock.requests().len(), 1);
+    assert_counted(&bridge, "claude-a", &[("upstream_error", "1")]).await;
     next_succeeds(&bridge).await;
 }
 
@@ -182,14 +217,20 @@ async fn a_retry_after_longer_than_the_limit_is_not_waited_for() {
     let a = ask(&bridge, "claude-a", false).await;
     assert_eq!((a.status, a.ended.attempts), (429, 1));
     assert_eq!(a.headers["retry-after"], "3600");
+    assert_counted(&bridge, "claude-a", &[("upstream_error", "1")]).await;
     next_succeeds(&bridge).await;
 }
 
 #[tokio::test]
 async fn connection_refused_is_retried_then_a_502_in_the_api_format() {
+    // A port nobody listens on, until the upstream comes back on it below.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let bridge = TestBridge::start_with(Setup {
         resilience: policy(1),
-        upstream_override: Some("http://127.0.0.1:1".into()),
+        upstream_override: Some(format!("http://{addr}")),
         ..Default::default()
     })
     .await;
@@ -200,6 +241,10 @@ async fn connection_refused_is_retried_then_a_502_in_the_api_format() {
         (a.ended.outcome, a.ended.upstream_status, a.ended.attempts),
         (Outcome::UpstreamUnavailable, None, 2)
     );
+    assert_counted(&bridge, "claude-a", &[("upstream_unavailable", "1")]).await;
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let _upstream = mock_upstream::MockUpstream::serve(listener, Default::default());
+    next_succeeds(&bridge).await;
 }
 
 #[tokio::test]
@@ -211,6 +256,7 @@ async fn reset_before_headers_is_retried_or_reported() {
     let a = ask(&bridge, "claude-a", true).await;
     assert_eq!((a.status, a.ended.attempts), (200, 2));
     assert!(a.text.contains("message_stop"), "{}", a.text);
+    assert_counted(&bridge, "claude-a", &[("completed", "1")]).await;
 
     let bridge = crate::resilience::bridge(policy(0)).await;
     bridge
@@ -223,6 +269,7 @@ async fn reset_before_headers_is_retried_or_reported() {
         (a.ended.outcome, a.ended.attempts),
         (Outcome::UpstreamUnavailable, 1)
     );
+    assert_counted(&bridge, "claude-a", &[("upstream_unavailable", "1")]).await;
     next_succeeds(&bridge).await;
 }
 
@@ -249,6 +296,7 @@ async fn a_stall_before_the_first_byte_times_out_without_a_retry() {
         (Outcome::UpstreamUnavailable, 1)
     );
     assert_eq!(bridge.mock.requests().len(), 1);
+    assert_counted(&bridge, "claude-a", &[("upstream_unavailable", "1")]).await;
     next_succeeds(&bridge).await;
 }
 
@@ -287,6 +335,7 @@ async fn a_stall_mid_stream_ends_with_an_error_event_after_the_idle_timeout() {
     let a = ask(&bridge, "claude-a", true).await;
     assert_stream_error(&a, "stalled");
     assert_eq!(a.ended.attempts, 1);
+    assert_counted(&bridge, "claude-a", &[("upstream_unavailable", "1")]).await;
     next_succeeds(&bridge).await;
 }
 
@@ -299,6 +348,7 @@ async fn a_stream_cut_mid_way_ends_with_an_error_event() {
     ));
     let a = ask(&bridge, "claude-a", true).await;
     assert_stream_error(&a, "broke off");
+    assert_counted(&bridge, "claude-a", &[("upstream_unavailable", "1")]).await;
     next_succeeds(&bridge).await;
 }
 
@@ -331,6 +381,7 @@ async fn a_huge_blocking_body_is_capped_not_buffered() {
         a.text
     );
     assert_eq!(a.ended.outcome, Outcome::UpstreamUnavailable);
+    assert_counted(&bridge, "claude-a", &[("upstream_unavailable", "1")]).await;
     next_succeeds(&bridge).await;
 }
 
