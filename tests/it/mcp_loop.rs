@@ -409,3 +409,46 @@ async fn images_and_resources_reach_the_model_as_blocks() {
         ]
     );
 }
+
+#[tokio::test]
+async fn requests_that_skip_injection_go_upstream_untouched() {
+    let f = start(10).await;
+    let weather = request("hi", false)["tools"].clone();
+    let untouched = [
+        // Claude Code's small fast model, with no tools of its own.
+        json!({"model": "claude-haiku-4-5", "max_tokens": 16, "messages": [{"role": "user", "content": "title?"}]}),
+        // An explicitly empty tool list (Claude Code's title side request).
+        json!({"model": "claude-test-1", "max_tokens": 16, "tools": [], "messages": [{"role": "user", "content": "hi"}]}),
+        // Tools forbidden by the client.
+        json!({"model": "claude-test-1", "max_tokens": 16, "tools": weather, "tool_choice": {"type": "none"}, "messages": [{"role": "user", "content": "hi"}]}),
+    ];
+    for body in untouched {
+        let sent = body.to_string();
+        let resp = f.bridge.post(MESSAGES, &[], sent.clone()).await;
+        assert_eq!(resp.status(), 200);
+        let upstream = f.bridge.mock.requests().last().unwrap().clone();
+        assert_eq!(String::from_utf8_lossy(&upstream.body), sent);
+    }
+    // The small fast model with tools of its own gets the injected ones too.
+    let body = json!({"model": "claude-haiku-4-5", "max_tokens": 16, "tools": weather, "messages": [{"role": "user", "content": "hi"}]});
+    f.bridge.post(MESSAGES, &[], body.to_string()).await;
+    let upstream = f.bridge.mock.requests().last().unwrap().json();
+    let names: Vec<_> = upstream["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            "get_weather",
+            "bmcp_test_add",
+            "bmcp_test_echo",
+            "bmcp_test_fail",
+            "bmcp_test_image",
+            "bmcp_test_resource",
+            "bmcp_test_slow"
+        ]
+    );
+}

@@ -718,3 +718,19 @@ async fn images_and_resources_in_openai_tool_results() {
         assert_eq!(item["output"], output);
     }
 }
+
+#[tokio::test]
+async fn tool_choice_none_skips_injection_on_openai() {
+    let (bridge, _server) = start(10).await;
+    let mut chat = chat_request("hi", false, false);
+    chat["tool_choice"] = json!("none");
+    let mut responses = responses_request("hi", false);
+    responses["tool_choice"] = json!("none");
+    for (path, body) in [(CHAT, chat), (RESPONSES, responses)] {
+        let sent = body.to_string();
+        let resp = bridge.post(path, &[AUTH], sent.clone()).await;
+        assert_eq!(resp.status(), 200);
+        let upstream = bridge.mock.requests().last().unwrap().clone();
+        assert_eq!(String::from_utf8_lossy(&upstream.body), sent, "{path}");
+    }
+}
