@@ -134,23 +134,51 @@ allow = ["^echo$", "^get-sum$"]
 name = "time"
 command = "{time}"
 args = []
+
+[[mcp.servers]]
+name = "everyhttp"
+url = "{everything_http}"
+allow = ["^echo$"]
 """
+
+# server-everything in streamableHttp mode says `… listening on port PORT`.
+EVERYTHING_HTTP_PORT = re.compile(r"listening on port (\d+)")
 
 
 @pytest.fixture(scope="session")
 def bridge_mcp(mock_upstream, tmp_path_factory):
-    """A bridge injecting tools of two real stdio MCP servers (everything, time), SQLite audit."""
+    """A bridge injecting tools of real MCP servers: server-everything over stdio and over
+    streamable HTTP (`everyhttp_url` on the bridge), mcp-server-time over stdio; SQLite audit."""
+    import socket
+
     from procs import tool
 
     work = tmp_path_factory.mktemp("bridge-mcp")
-    db_path = work / "audit.db"
-    extra = MCP_CONFIG.format(
-        everything=tool(".tools/node/node_modules/.bin/mcp-server-everything"),
-        time=tool(".venv/bin/mcp-server-time"),
+    everything = tool(".tools/node/node_modules/.bin/mcp-server-everything")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    http = Service(
+        "everything-http",
+        [everything, "streamableHttp"],
+        work,
+        env={**os.environ, "PORT": str(port)},
+        announce=EVERYTHING_HTTP_PORT,
     )
-    bridge = start_bridge(mock_upstream.url, work, f"sqlite://{db_path}?mode=rwc", AuditDb(db_path), extra)
-    yield bridge
-    bridge.service.stop()
+    try:
+        everything_http = f"http://127.0.0.1:{http.addr}/mcp"
+        db_path = work / "audit.db"
+        extra = MCP_CONFIG.format(
+            everything=everything,
+            time=tool(".venv/bin/mcp-server-time"),
+            everything_http=everything_http,
+        )
+        bridge = start_bridge(mock_upstream.url, work, f"sqlite://{db_path}?mode=rwc", AuditDb(db_path), extra)
+        bridge.everyhttp_url = everything_http
+        yield bridge
+        bridge.service.stop()
+    finally:
+        http.stop()
 
 
 # The project's own test MCP server prints its URL (`http://ADDR/mcp`) when it serves.

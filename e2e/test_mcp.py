@@ -16,8 +16,8 @@ pytestmark = [pytest.mark.bridge, pytest.mark.mcp]
 KEY = "sk-e2e-mcp-key-0001"
 
 
-def echo_directive(marker):
-    return f'[[tool:bmcp_everything_echo {{"message":"echo-{marker}"}}]]'
+def echo_directive(marker, server="everything"):
+    return f'[[tool:bmcp_{server}_echo {{"message":"echo-{marker}"}}]]'
 
 
 @pytest.fixture
@@ -25,7 +25,7 @@ def mcp_target(bridge_mcp):
     return Target("bridge", anthropic=f"{bridge_mcp.url}/anthropic", openai=f"{bridge_mcp.url}/openai/v1")
 
 
-def assert_injected_echo(bridge, marker):
+def assert_injected_echo(bridge, marker, server_url=None):
     """The loop ran inside the bridge: one injected tool usage with the model's input."""
     prompts = bridge.audit.interceptions_for_prompt(marker)
     interception_id = prompts[0]["interception_id"]
@@ -37,6 +37,8 @@ def assert_injected_echo(bridge, marker):
     assert "echo" in injected[0]["tool"]
     assert as_json(injected[0]["input"]) == {"message": f"echo-{marker}"}
     assert not injected[0]["invocation_error"]
+    if server_url is not None:
+        assert injected[0]["server_url"] == server_url, injected
 
 
 @pytest.mark.messages
@@ -128,3 +130,21 @@ def test_mcp_time_server(bridge_mcp, mcp_target):
     text = message.content[0].text
     assert text.startswith("Tool result: "), text
     assert json.loads(text.removeprefix("Tool result: "))["timezone"] == "UTC"
+
+
+@pytest.mark.messages
+@pytest.mark.parametrize("streaming", [False, True], ids=["blocking", "streaming"])
+def test_mcp_everything_over_streamable_http(bridge_mcp, mcp_target, streaming):
+    """server-everything over streamable HTTP: the bridge runs its echo and the answer quotes it."""
+    marker = uuid.uuid4().hex[:12]
+    client = anthropic.Anthropic(base_url=mcp_target.anthropic, api_key=KEY, max_retries=0)
+    prompt = echo_directive(marker, server="everyhttp")
+    request = dict(model="claude-opus-5-5", max_tokens=256, messages=[{"role": "user", "content": prompt}])
+    if streaming:
+        with client.messages.stream(**request) as stream:
+            message = stream.get_final_message()
+    else:
+        message = client.messages.create(**request)
+    assert [b.type for b in message.content] == ["text"], message
+    assert message.content[0].text == f"Tool result: Echo: echo-{marker}"
+    assert_injected_echo(bridge_mcp, marker, server_url=bridge_mcp.everyhttp_url)
