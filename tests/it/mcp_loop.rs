@@ -151,6 +151,40 @@ async fn exchange(
     (message, f.bridge.records_of(id).await)
 }
 
+/// The tool usage rows of an interception: (tool, injected, input, invocation error, server).
+type ToolRow = (String, bool, Value, Option<String>, Option<String>);
+
+fn tool_rows(records: &[aibridge::record::Record]) -> Vec<ToolRow> {
+    records_of_kind!(records, ToolUsage)
+        .into_iter()
+        .map(|t| {
+            (
+                t.tool,
+                t.injected,
+                t.input,
+                t.invocation_error,
+                t.server_url,
+            )
+        })
+        .collect()
+}
+
+fn row(
+    tool: &str,
+    injected: bool,
+    input: Value,
+    error: Option<&str>,
+    server: Option<&str>,
+) -> ToolRow {
+    (
+        tool.to_owned(),
+        injected,
+        input,
+        error.map(str::to_owned),
+        server.map(str::to_owned),
+    )
+}
+
 fn texts(message: &Value) -> Vec<String> {
     message["content"]
         .as_array()
@@ -253,13 +287,28 @@ async fn two_injected_calls_in_one_turn_and_a_failing_one() {
         )
         .await;
         assert_eq!(texts(&message), vec!["Tool result: a | 5"]);
-        assert_eq!(records_of_kind!(records, ToolUsage).len(), 2);
+        let server = Some(f.mcp_url.as_str());
+        assert_eq!(
+            tool_rows(&records),
+            vec![
+                row("bmcp_test_echo", true, json!({"text": "a"}), None, server),
+                row("bmcp_test_add", true, json!({"a": 2, "b": 3}), None, server),
+            ]
+        );
 
         let (message, records) =
             exchange(&f, r#"[[tool:bmcp_test_fail {"message":"boom"}]]"#, stream).await;
         assert_eq!(texts(&message), vec!["Tool result: boom"]);
-        let t = &records_of_kind!(records, ToolUsage)[0];
-        assert_eq!(t.invocation_error.as_deref(), Some("boom"));
+        assert_eq!(
+            tool_rows(&records),
+            vec![row(
+                "bmcp_test_fail",
+                true,
+                json!({"message": "boom"}),
+                Some("boom"),
+                server
+            )]
+        );
         let last = f.bridge.mock.requests().last().unwrap().json();
         let result = &last["messages"].as_array().unwrap().last().unwrap()["content"][0];
         assert_eq!(result["is_error"], true);
@@ -272,10 +321,18 @@ async fn a_call_past_its_timeout_is_an_error_result() {
     for stream in [false, true] {
         let (message, records) =
             exchange(&f, r#"[[tool:bmcp_test_slow {"ms":3000}]]"#, stream).await;
-        let t = &records_of_kind!(records, ToolUsage)[0];
-        let error = t.invocation_error.clone().expect("timeout recorded");
-        assert!(error.contains("timed out"), "{error}");
-        assert!(texts(&message)[0].starts_with("Tool result: "), "{message}");
+        let error = "the call to `slow` on MCP server `test` timed out after 500ms";
+        assert_eq!(
+            tool_rows(&records),
+            vec![row(
+                "bmcp_test_slow",
+                true,
+                json!({"ms": 3000}),
+                Some(error),
+                Some(&f.mcp_url)
+            )]
+        );
+        assert_eq!(texts(&message), vec![format!("Tool result: {error}")]);
     }
 }
 
@@ -324,7 +381,12 @@ async fn the_loop_stops_at_its_cap() {
         );
         let last = f.bridge.mock.requests().last().unwrap().json();
         assert_eq!(last["tool_choice"], json!({"type": "none"}));
-        assert_eq!(records_of_kind!(records, TokenUsage).len(), 4);
+        let usage: Vec<_> = records_of_kind!(records, TokenUsage)
+            .iter()
+            .map(|u| (u.input_tokens, u.output_tokens))
+            .collect();
+        // Each round adds the assistant turn and its results to the conversation.
+        assert_eq!(usage, vec![(11, 3), (13, 3), (15, 3), (17, 5)]);
         // Every call the model made is recorded: two ran, the one at the cap did not.
         let tools = records_of_kind!(records, ToolUsage);
         let runs: Vec<_> = tools
@@ -355,8 +417,16 @@ async fn client_tools_still_work_beside_injected_ones() {
             exchange(&f, r#"[[tool:get_weather {"city":"Rome"}]]"#, stream).await;
         assert_eq!(tool_names(&message), vec!["get_weather"]);
         assert_eq!(message["stop_reason"], "tool_use");
-        let t = &records_of_kind!(records, ToolUsage)[0];
-        assert_eq!((t.tool.as_str(), t.injected), ("get_weather", false));
+        assert_eq!(
+            tool_rows(&records),
+            vec![row(
+                "get_weather",
+                false,
+                json!({"city": "Rome"}),
+                None,
+                None
+            )]
+        );
 
         // A turn calling both: the client gets its call; the injected one is not run.
         let (message, records) = exchange(
@@ -366,15 +436,20 @@ async fn client_tools_still_work_beside_injected_ones() {
         )
         .await;
         assert_eq!(tool_names(&message), vec!["get_weather"]);
-        let tools = records_of_kind!(records, ToolUsage);
-        assert_eq!(tools.len(), 2);
-        let skipped = tools.iter().find(|t| t.injected).unwrap();
-        assert!(
-            skipped
-                .invocation_error
-                .as_deref()
-                .unwrap()
-                .starts_with("not run")
+        assert_eq!(
+            tool_rows(&records),
+            vec![
+                row("get_weather", false, json!({"city": "Rome"}), None, None),
+                row(
+                    "bmcp_test_echo",
+                    true,
+                    json!({"text": "y"}),
+                    Some(
+                        "not run: the same turn called client tools, so the turn went to the client"
+                    ),
+                    Some(&f.mcp_url)
+                ),
+            ]
         );
     }
 }

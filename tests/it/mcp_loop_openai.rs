@@ -174,12 +174,24 @@ async fn chat_injected_call_then_text() {
         assert_eq!(message["finish_reason"], "stop");
         assert_eq!(usage.is_some(), include_usage, "{text}");
         let records = bridge.records_of(id).await;
+        let usage: Vec<_> = records_of_kind!(records, TokenUsage)
+            .iter()
+            .map(|u| (u.input_tokens, u.output_tokens))
+            .collect();
+        assert_eq!(usage, vec![(11, 3), (13, 5)], "{records:#?}");
+        let tools: Vec<_> = records_of_kind!(records, ToolUsage)
+            .into_iter()
+            .map(|t| (t.tool, t.injected, t.input, t.invocation_error))
+            .collect();
         assert_eq!(
-            records_of_kind!(records, TokenUsage).len(),
-            2,
-            "{records:#?}"
+            tools,
+            vec![(
+                "bmcp_test_echo".to_owned(),
+                true,
+                json!({"text": "chat-mcp"}),
+                None
+            )]
         );
-        assert_eq!(records_of_kind!(records, ToolUsage).len(), 1);
     }
 }
 
