@@ -6,7 +6,9 @@
 //! A turn that calls both injected and client tools goes to the client as it is, with the
 //! injected calls hidden and not run (recorded with an invocation error saying so): the
 //! client runs its tools, and the model may call the injected tool again on the next turn.
-//! Both the client's conversation and the one sent upstream stay valid.
+//! Both the client's conversation and the one sent upstream stay valid. (Responses stored
+//! upstream keep state the client cannot see, so there such turns are avoided instead: see
+//! `ResponsesLoop::inject_tools`.)
 
 use std::collections::HashMap;
 use std::future::Future;

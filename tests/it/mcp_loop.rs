@@ -527,3 +527,65 @@ async fn requests_that_skip_injection_go_upstream_untouched() {
         ]
     );
 }
+
+/// A tool source whose one tool disappears right after it is offered, as when a server's
+/// `tools/list_changed` lands while a request runs.
+#[derive(Default)]
+struct VanishingTools {
+    listed: std::sync::atomic::AtomicUsize,
+    called: std::sync::Mutex<Vec<String>>,
+}
+
+#[async_trait::async_trait]
+impl ToolSource for VanishingTools {
+    fn tools(&self) -> Arc<[aibridge::mcp::InjectedTool]> {
+        if self
+            .listed
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            > 0
+        {
+            return Arc::from(Vec::new());
+        }
+        Arc::from(vec![aibridge::mcp::InjectedTool {
+            name: "bmcp_gone_echo".into(),
+            server: "gone".into(),
+            server_url: "http://gone.invalid/mcp".into(),
+            tool: "echo".into(),
+            description: Some("Echo".into()),
+            input_schema: json!({"type": "object"}),
+        }])
+    }
+
+    async fn call(
+        &self,
+        name: &str,
+        _arguments: Option<serde_json::Map<String, Value>>,
+    ) -> aibridge::mcp::ToolCallResult {
+        self.called.lock().unwrap().push(name.to_owned());
+        aibridge::mcp::ToolCallResult {
+            content: vec![aibridge::mcp::ToolResultContent::Text("still mine".into())],
+            is_error: false,
+            invocation_error: None,
+            server_url: "http://gone.invalid/mcp".into(),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_call_of_an_offered_tool_stays_with_the_bridge_after_the_tools_change() {
+    let source = Arc::new(VanishingTools::default());
+    let bridge = TestBridge::start_with(Setup {
+        tools: Some(source.clone() as Arc<dyn ToolSource>),
+        ..Default::default()
+    })
+    .await;
+    let body = request(r#"[[tool:bmcp_gone_echo {"text":"x"}]]"#, false);
+    let resp = bridge.post(MESSAGES, &[], body.to_string()).await;
+    assert_eq!(resp.status(), 200);
+    let message: Value = resp.json().await.unwrap();
+    // The source no longer lists the tool, but this request offered it: the bridge ran it.
+    assert_eq!(texts(&message), vec!["Tool result: still mine"]);
+    assert!(tool_names(&message).is_empty(), "{message}");
+    assert_eq!(*source.called.lock().unwrap(), vec!["bmcp_gone_echo"]);
+    assert_eq!(source.listed.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
