@@ -345,19 +345,17 @@ pub async fn run_streaming(
     let status = first.status();
     let headers = client_headers(first.headers(), false);
     let id = ic.id;
-    // Small and bounded: a slow client holds the loop back instead of growing a buffer.
+    // Small and bounded: a slow client holds the loop back instead of growing a buffer
+    // (and the watchdog logs it).
     let (tx, rx) = mpsc::channel::<Bytes>(16);
+    let watch = super::watchdog::ClientWatch::start(&ic);
     tokio::spawn(drive_stream(state, ic, setup, first, tx));
-    let body = Body::from_stream(tokio_stream_from(rx).map(Ok::<Bytes, std::convert::Infallible>));
+    let body = Body::from_stream(super::watchdog::watched_channel(rx, watch));
     let mut out = Response::new(body);
     *out.status_mut() = status;
     *out.headers_mut() = headers;
     tag(&mut out, id);
     out
-}
-
-fn tokio_stream_from(mut rx: mpsc::Receiver<Bytes>) -> impl futures_util::Stream<Item = Bytes> {
-    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
 /// Why the stream task stopped early.

@@ -12,8 +12,12 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use futures_util::Stream;
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::Interception;
@@ -131,4 +135,23 @@ async fn watch(shared: Weak<Shared>, after: Duration) {
             return;
         }
     }
+}
+
+/// A client body fed by a bounded channel (the tool loop's), watched: the chunks waiting in
+/// the channel are counted, their bytes are not known here.
+pub(crate) fn watched_channel(
+    mut rx: mpsc::Receiver<Bytes>,
+    watch: ClientWatch,
+) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send {
+    futures_util::stream::poll_fn(move |cx| {
+        watch.asked();
+        match rx.poll_recv(cx) {
+            Poll::Ready(Some(bytes)) => {
+                watch.handed(bytes.len(), 0, rx.len());
+                Poll::Ready(Some(Ok(bytes)))
+            }
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    })
 }

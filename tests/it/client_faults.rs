@@ -296,3 +296,106 @@ async fn a_slow_client_is_logged_and_never_makes_the_bridge_buffer() {
     // Logged once per stream.
     assert_eq!(served.logs().matches("slow client").count(), 1);
 }
+
+/// A text answer of `count` deltas of `size` bytes each (Anthropic Messages SSE).
+fn huge_text_answer(count: usize, size: usize) -> (MockResponse, usize) {
+    let event =
+        |name: &str, data: Value| bytes::Bytes::from(format!("event: {name}\ndata: {data}\n\n"));
+    let delta = event(
+        "content_block_delta",
+        json!({"type": "content_block_delta", "index": 0,
+            "delta": {"type": "text_delta", "text": "b".repeat(size)}}),
+    );
+    let mut chunks = vec![
+        event(
+            "message_start",
+            json!({"type": "message_start", "message": {"id": "msg_big", "type": "message",
+                "role": "assistant", "model": "claude-s", "content": [], "stop_reason": null,
+                "stop_sequence": null, "usage": {"input_tokens": 12, "output_tokens": 1}}}),
+        ),
+        event(
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 0,
+                "content_block": {"type": "text", "text": ""}}),
+        ),
+    ];
+    chunks.extend(std::iter::repeat_n(delta.clone(), count));
+    chunks.push(event(
+        "content_block_stop",
+        json!({"type": "content_block_stop", "index": 0}),
+    ));
+    chunks.push(event(
+        "message_delta",
+        json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null},
+            "usage": {"output_tokens": count + 1}}),
+    ));
+    chunks.push(event("message_stop", json!({"type": "message_stop"})));
+    let mut resp = MockResponse::sse("");
+    resp.body =
+        mock_upstream::MockBody::Chunks(chunks.into_iter().map(|c| (Duration::ZERO, c)).collect());
+    (resp, delta.len())
+}
+
+/// The same through the tool loop (its stream task writes into a bounded channel): the
+/// upstream first asks for an injected tool, then answers with 64 MiB of text that the
+/// client does not read until the bridge has logged it as slow.
+#[tokio::test]
+async fn a_slow_client_of_the_tool_loop_is_logged_while_connected() {
+    let mock = mock_upstream::MockUpstream::start().await;
+    let tool_call = String::from_utf8(mock_upstream::fixture("anthropic/tool_use.sse").to_vec())
+        .unwrap()
+        .replace("get_weather", "bmcp_s_echo");
+    mock.enqueue(MockResponse::sse(tool_call));
+    let (answer, delta_len) = huge_text_answer(256, 256 * 1024);
+    mock.enqueue(answer);
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "listen = \"127.0.0.1:0\"\ndatabase_url = \"log\"\nlog = \"warn\"\n\
+         [limits]\nslow_client_after = \"1s\"\n\
+         [[providers]]\nname = \"anthropic\"\nkind = \"anthropic\"\nbase_url = \"{}\"\n\
+         [[mcp.servers]]\nname = \"s\"\ncommand = \"{}\"\n",
+        mock.url(),
+        crate::mcp_registry::test_server_binary().display()
+    );
+    let mut served = crate::support::binary::Served::start(dir.path(), &config, &[]);
+    let http = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while http
+        .get(format!("{}/readyz", served.url))
+        .send()
+        .await
+        .map(|r| r.status() != 200)
+        .unwrap_or(true)
+    {
+        assert!(tokio::time::Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let resp = http
+        .post(format!("{}{MESSAGES}", served.url))
+        .header("content-type", "application/json")
+        .header("user-agent", "claude-cli/2.1.0 (external, cli)")
+        .body(body("weather?", true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let id = interception_id(&resp);
+    let line = wait_for_log_line(&served, "slow client").await;
+    assert_eq!(field(&line, "interception"), id.to_string(), "{line}");
+    assert_eq!(field(&line, "actor"), "local", "{line}");
+    assert_eq!(field(&line, "client"), "claude-code", "{line}");
+    let pending: usize = field(&line, "bytes_pending").parse().unwrap();
+    assert!(pending >= delta_len, "{line}");
+    // The loop ran: the tool result went back upstream before the big answer.
+    assert_eq!(mock.requests().len(), 2);
+    let text = resp.text().await.unwrap();
+    assert!(
+        text.trim_end().ends_with(r#"{"type":"message_stop"}"#),
+        "{}",
+        &text[text.len().saturating_sub(300)..]
+    );
+    assert_eq!(text.matches("\"text_delta\"").count(), 256 + 3);
+    served.terminate();
+    assert_eq!(served.wait(Duration::from_secs(30)).await, Some(0));
+    assert_eq!(served.logs().matches("slow client").count(), 1);
+}
