@@ -311,6 +311,20 @@ async fn bodies_reach_the_upstream_byte_identical() {
     let resp = bridge.post(MESSAGES, &[], body).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(bridge.mock.requests()[0].body.as_ref(), body.as_bytes());
+    // The same body asking for a stream.
+    let streamed = body.replacen(
+        "\"max_tokens\":1024,",
+        "\"max_tokens\":1024, \"stream\" :true,",
+        1,
+    );
+    assert_ne!(streamed, body);
+    let resp = bridge.post(MESSAGES, &[], streamed.clone()).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["content-type"].to_str().unwrap(),
+        "text/event-stream; charset=utf-8"
+    );
+    assert_eq!(bridge.mock.requests()[1].body.as_ref(), streamed.as_bytes());
 
     let filler = "x".repeat(5 * 1024 * 1024);
     let big = format!(
@@ -318,8 +332,8 @@ async fn bodies_reach_the_upstream_byte_identical() {
     );
     let resp = bridge.post(MESSAGES, &[], big.clone()).await;
     assert_eq!(resp.status(), 200);
-    assert_eq!(bridge.mock.requests()[1].body.len(), big.len());
-    assert!(bridge.mock.requests()[1].body.as_ref() == big.as_bytes());
+    assert_eq!(bridge.mock.requests()[2].body.len(), big.len());
+    assert!(bridge.mock.requests()[2].body.as_ref() == big.as_bytes());
 }
 
 #[tokio::test]
