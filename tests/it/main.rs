@@ -10,6 +10,7 @@ mod anthropic;
 mod auth;
 mod cli;
 mod client_faults;
+mod embedded;
 mod example;
 mod mcp_cli;
 mod mcp_loop;
