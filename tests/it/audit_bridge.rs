@@ -18,7 +18,10 @@ use serde_json::{Value, json};
 
 use crate::testdb::{TestDb, on_both_backends};
 
-on_both_backends!(blocking_and_streaming_requests_become_rows);
+on_both_backends!(
+    blocking_and_streaming_requests_become_rows,
+    tools_thoughts_cache_and_errors_become_rows
+);
 
 /// The bridge on 127.0.0.1:0, recording into `recorder` through the real pipeline.
 async fn bridge(db: &TestDb, recorder: SqlRecorder) -> (String, MockUpstream, Pipeline) {
@@ -239,4 +242,207 @@ async fn blocking_and_streaming_requests_become_rows(db: TestDb) {
     assert_eq!(ids, vec![streaming.as_str(), blocking.as_str()]);
     assert_eq!(listed["interceptions"][0]["input_tokens"], 11);
     assert_eq!(listed["next_cursor"], Value::Null);
+}
+
+/// Sends `prompt` (with two client tools declared) and returns the interception id and status.
+async fn send_prompt(url: &str, prompt: &str, stream: bool) -> (String, u16) {
+    let body = json!({
+        "model": "claude-test-1",
+        "max_tokens": 256,
+        "stream": stream,
+        "tools": [{"name": "get_weather", "input_schema": {"type": "object"}}],
+        "messages": [{"role": "user", "content": prompt}]
+    });
+    let resp = reqwest::Client::new()
+        .post(format!("{url}/anthropic/v1/messages"))
+        .header("x-api-key", "sk-ant-client-key-123456")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let id = resp.headers()["x-aibridge-interception-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    resp.text().await.unwrap();
+    (id, status)
+}
+
+/// `aibridge audit show --json` of one interception, without the ids and timestamps that
+/// differ per run.
+async fn shown(db: &TestDb, id: &str) -> Value {
+    let mut out = Vec::new();
+    run(
+        AuditCommand::Show(ShowArgs {
+            id: id.to_owned(),
+            json: true,
+        }),
+        &db.url,
+        &mut out,
+    )
+    .await
+    .unwrap();
+    let mut v: Value = serde_json::from_slice(&out).unwrap();
+    fn strip(v: &mut Value) {
+        match v {
+            Value::Object(o) => {
+                for k in [
+                    "id",
+                    "interception_id",
+                    "created_at",
+                    "started_at",
+                    "ended_at",
+                ] {
+                    o.remove(k);
+                }
+                o.values_mut().for_each(strip);
+            }
+            Value::Array(a) => a.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    strip(&mut v);
+    v
+}
+
+/// What `audit show --json` prints for one of the requests below.
+fn expected_show(stream: bool, outcome: (&str, u16, Value), rows: Value) -> Value {
+    let (outcome, status, ended_metadata) = outcome;
+    let mut v = json!({
+        "interception": {"initiator_id": "local", "provider": "anthropic",
+            "provider_name": "anthropic", "api": "messages", "model": "claude-test-1",
+            "client": "unknown", "user_agent": null, "client_session_id": null,
+            "credential_kind": "byok", "credential_hint": "sk-a…3456", "streaming": stream,
+            "metadata": {}, "attempts": 1, "outcome": outcome, "upstream_status": status,
+            "ended_metadata": ended_metadata},
+        "prompts": [], "token_usages": [], "tool_usages": [], "thoughts": []
+    });
+    v.as_object_mut()
+        .unwrap()
+        .extend(rows.as_object().unwrap().clone());
+    v
+}
+
+fn prompt_row(response_id: &str, prompt: &str) -> Value {
+    json!({"prompt": prompt, "metadata": {}, "provider_response_id": response_id})
+}
+
+fn usage_row(id: &str, tokens: [i64; 4], metadata: Value) -> Value {
+    let [input, output, cache_read, cache_write] = tokens;
+    json!({"provider_response_id": id, "input_tokens": input, "output_tokens": output,
+        "cache_read_input_tokens": cache_read, "cache_write_input_tokens": cache_write,
+        "metadata": metadata})
+}
+
+/// Both cache TTLs at zero, as the mock reports them.
+fn no_cache_writes() -> Value {
+    json!({"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0})
+}
+
+async fn tools_thoughts_cache_and_errors_become_rows(db: TestDb) {
+    let recorder = db.recorder().await;
+    let conn = recorder.connection().clone();
+    let (url, mock, pipeline) = bridge(&db, recorder).await;
+    let tool = r#"[[tool:get_weather {"city":"Paris"}]]"#;
+    let mut sent = Vec::new();
+    for stream in [false, true] {
+        for prompt in [
+            tool,
+            "[[thinking]] think",
+            "[[cached:7]] again",
+            "[[status:400]]",
+        ] {
+            sent.push((prompt, stream, send_prompt(&url, prompt, stream).await));
+        }
+    }
+    // Cache writes and server tool use, from the fixtures.
+    mock.enqueue(mock_upstream::MockResponse::json_fixture(
+        200,
+        "anthropic/cache_usage.json",
+    ));
+    sent.push((
+        "cache_usage",
+        false,
+        send_prompt(&url, "cache", false).await,
+    ));
+    mock.enqueue(mock_upstream::MockResponse::sse_fixture(
+        "anthropic/web_search.sse",
+    ));
+    sent.push(("web_search", true, send_prompt(&url, "search", true).await));
+    for _ in 0..3000 {
+        let ended = interception::Entity::find()
+            .filter(interception::Column::EndedAt.is_not_null())
+            .count(&conn)
+            .await
+            .unwrap();
+        if ended == 10 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let report = pipeline.shutdown().await;
+    assert_eq!((report.left, report.lost), (0, 0));
+
+    let refused = r#"{"type":"error","error":{"type":"invalid_request_error","message":"Mock upstream error for [[status:400]]."},"request_id":"req_mock_error"}"#;
+    let completed = || ("completed", 200, json!({}));
+    for (prompt, stream, (id, status)) in sent {
+        // Mock ids count up per request: tool calls take one each, a refused request none.
+        let n = |k: u32| format!("msg_mock{:06}", if stream { k + 4 } else { k });
+        let want = match prompt {
+            "[[status:400]]" => expected_show(
+                stream,
+                ("upstream_error", 400, json!({"error": refused})),
+                json!({"prompts": [prompt_row("", prompt)]}),
+            ),
+            "[[thinking]] think" => expected_show(
+                stream,
+                completed(),
+                json!({"prompts": [prompt_row(&n(3), prompt)],
+                    "token_usages": [usage_row(&n(3), [11, 7, 0, 0], no_cache_writes())],
+                    "thoughts": [{"content": "Mock thinking about: [[thinking]] think",
+                        "metadata": {"source": "thinking"}}]}),
+            ),
+            "[[cached:7]] again" => expected_show(
+                stream,
+                completed(),
+                json!({"prompts": [prompt_row(&n(4), prompt)],
+                    "token_usages": [usage_row(&n(4), [11, 5, 7, 0], no_cache_writes())]}),
+            ),
+            "cache_usage" => {
+                let id = "msg_01FixCacheUsage00000001";
+                expected_show(
+                    stream,
+                    completed(),
+                    json!({"prompts": [prompt_row(id, "cache")],
+                        "token_usages": [usage_row(id, [12, 40, 1800, 250],
+                            json!({"ephemeral_5m_input_tokens": 250, "ephemeral_1h_input_tokens": 0}))]}),
+                )
+            }
+            "web_search" => {
+                let id = "msg_01FixWebSearch000000001";
+                expected_show(
+                    stream,
+                    completed(),
+                    json!({"prompts": [prompt_row(id, "search")],
+                        "token_usages": [usage_row(id, [2100, 310, 0, 600],
+                            json!({"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 600,
+                                "web_search_requests": 1}))]}),
+                )
+            }
+            _ => expected_show(
+                stream,
+                completed(),
+                json!({"prompts": [prompt_row(&n(1), prompt)],
+                    "token_usages": [usage_row(&n(1), [11, 3, 0, 0], no_cache_writes())],
+                    "tool_usages": [{"provider_response_id": n(1),
+                        "provider_tool_call_id": format!("toolu_mock{:06}", if stream { 6 } else { 2 }),
+                        "server_url": null, "tool": "get_weather", "input": {"city": "Paris"},
+                        "injected": false, "invocation_error": null, "metadata": {}}]}),
+            ),
+        };
+        let expected_status = if prompt == "[[status:400]]" { 400 } else { 200 };
+        assert_eq!(status, expected_status, "{prompt} stream={stream}");
+        assert_eq!(shown(&db, &id).await, want, "{prompt} stream={stream}");
+    }
 }
