@@ -44,6 +44,7 @@ fn bridge(mock: &MockUpstream, recorder: &MemoryRecorder) -> (RequestBridge, Pip
         tools: None,
         max_loop_iterations: 10,
         skip_injection_models: Vec::new(),
+        tool_keepalive: std::time::Duration::from_secs(10),
     })
     .unwrap();
     (bridge, pipeline)
