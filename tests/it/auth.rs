@@ -102,8 +102,8 @@ async fn missing_or_wrong_keys_get_401_in_the_providers_format() {
     assert_eq!(resp.status(), 401);
     assert!(bridge.mock.requests().is_empty());
     assert!(bridge.recorder.records().is_empty());
-    // Every refusal is counted: three under /anthropic/ (two messages, one models), one
-    // under /openai/.
+    // Every refusal is counted: five under /anthropic/ (four messages: two keys, blocking
+    // and streaming; one models), one under /openai/.
     let metrics = bridge.metrics().await;
     let count = |provider: &str| {
         let prefix = format!(
@@ -117,7 +117,7 @@ async fn missing_or_wrong_keys_get_401_in_the_providers_format() {
     };
     assert_eq!(
         (count("anthropic"), count("openai")),
-        ("3".to_owned(), "1".to_owned()),
+        ("5".to_owned(), "1".to_owned()),
         "{metrics}"
     );
 }
