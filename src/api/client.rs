@@ -105,6 +105,40 @@ mod tests {
     }
 
     #[test]
+    fn detects_editor_clients_by_user_agent_or_header() {
+        for (headers, client) in [
+            (vec![("user-agent", "Cursor/1.7.28")], "cursor"),
+            (
+                vec![("user-agent", "node"), ("x-cursor-checksum", "abc")],
+                "cursor",
+            ),
+            (vec![("user-agent", "GitHubCopilotChat/0.32.0")], "copilot"),
+            (
+                vec![
+                    ("user-agent", "node"),
+                    ("copilot-integration-id", "vscode-chat"),
+                ],
+                "copilot",
+            ),
+            (vec![("user-agent", "Kilo-Code/4.90.0")], "kilo"),
+            (vec![("user-agent", "KiloCode/4.90.0")], "kilo"),
+            (vec![("user-agent", "Roo-Code/3.28.0")], "roo"),
+            (vec![("user-agent", "RooCode/3.28.0")], "roo"),
+            (vec![("user-agent", "Mozilla/5.0 Zed/0.201.0")], "zed"),
+            // Claude Code's session header wins over an SDK user agent.
+            (
+                vec![
+                    ("user-agent", "Anthropic/JS 0.60.0"),
+                    ("x-claude-code-session-id", "s"),
+                ],
+                "claude-code",
+            ),
+        ] {
+            assert_eq!(detect(&h(&headers)), client, "{headers:?}");
+        }
+    }
+
+    #[test]
     fn sessions() {
         assert_eq!(
             session_from_headers(&h(&[("session_id", "abc")])).as_deref(),

@@ -46,3 +46,60 @@ impl Recorder for LogRecorder {
         records.iter().try_for_each(Self::emit)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use chrono::{TimeZone, Utc};
+    use serde_json::{Map, Value, json};
+    use uuid::Uuid;
+
+    use super::*;
+
+    /// Collects what the subscriber writes.
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn each_record_is_one_json_log_event() {
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_writer(move || writer.clone())
+            .finish();
+        let prompt = Record::Prompt(PromptRecord {
+            id: Uuid::nil(),
+            interception_id: Uuid::max(),
+            provider_response_id: "msg_1".into(),
+            prompt: "hello".into(),
+            metadata: Map::new(),
+            created_at: Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap(),
+        });
+        tracing::subscriber::with_default(subscriber, || {
+            LogRecorder::emit(&prompt).unwrap();
+        });
+        let out = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 1, "{out}");
+        let event: Value = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(event["level"], "INFO");
+        assert_eq!(event["target"], "aibridge::record");
+        assert_eq!(event["fields"]["kind"], "prompt");
+        let record: Value =
+            serde_json::from_str(event["fields"]["record"].as_str().unwrap()).unwrap();
+        assert_eq!(record, serde_json::to_value(&prompt).unwrap());
+        assert_eq!(record["prompt"], json!("hello"));
+    }
+}

@@ -490,16 +490,31 @@ async fn unknown_top_level_paths_are_404() {
 async fn metrics_count_interceptions_and_tokens() {
     let bridge = TestBridge::start().await;
     run(&bridge, "hi", true).await;
+    run(
+        &bridge,
+        r#"[[tool:get_weather {"city":"Oslo"}]] [[tool:get_time]]"#,
+        false,
+    )
+    .await;
     let m = bridge.metrics().await;
-    assert!(m.contains(r#"aibridge_interceptions_total{provider="anthropic",model="claude-test-1",status="completed",route="messages",client="unknown"} 1"#), "{m}");
+    // Both requests were timed; the model chose two client tools in the second.
+    assert!(
+        m.contains(r#"aibridge_interceptions_duration_seconds_count{provider="anthropic",route="messages"} 2"#),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"aibridge_non_injected_tool_selections_total{provider="anthropic",model="claude-test-1"} 2"#),
+        "{m}"
+    );
+    assert!(m.contains(r#"aibridge_interceptions_total{provider="anthropic",model="claude-test-1",status="completed",route="messages",client="unknown"} 2"#), "{m}");
     assert!(
         m.contains(
-            r#"aibridge_tokens_total{provider="anthropic",model="claude-test-1",type="output"} 5"#
+            r#"aibridge_tokens_total{provider="anthropic",model="claude-test-1",type="output"} 10"#
         ),
         "{m}"
     );
     assert!(
-        m.contains(r#"aibridge_prompts_total{provider="anthropic",model="claude-test-1"} 1"#),
+        m.contains(r#"aibridge_prompts_total{provider="anthropic",model="claude-test-1"} 2"#),
         "{m}"
     );
     assert!(

@@ -92,6 +92,8 @@ async fn mounted_with_nest_service_under_a_platform_layer() {
         .unwrap()
         .parse()
         .unwrap();
+    // Interception ids are UUIDv7: they sort by time.
+    assert_eq!(id.get_version_num(), 7);
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["content"][0]["text"], "Mock answer: hi");
     // The mount prefix is not the upstream's business.
@@ -108,6 +110,12 @@ async fn mounted_with_nest_service_under_a_platform_layer() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     };
+    // Every record id is a UUIDv7 too.
+    for r in &records {
+        let v = serde_json::to_value(r).unwrap();
+        let rid: uuid::Uuid = v["id"].as_str().unwrap().parse().unwrap();
+        assert_eq!(rid.get_version_num(), 7, "{v}");
+    }
     let started = &normalized(&records)[0];
     assert_eq!(started["initiator_id"], "platform-user-7");
     assert_eq!(
