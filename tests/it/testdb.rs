@@ -105,6 +105,14 @@ impl TestDb {
 
     /// Makes the database refuse writes: PostgreSQL stops accepting connections to it and
     /// drops the open ones; for SQLite another connection holds the write lock.
+    ///
+    /// Why a lock and not a read-only file (`chmod 0444`): file permissions are checked when
+    /// a file is opened, so the recorder's already open connection keeps writing after a
+    /// chmod; and CI runs as root, which ignores them anyway. Held by another connection, the
+    /// write lock makes each write of the recorder fail after its busy timeout, an error the
+    /// sink sorts as "unavailable, retry" exactly like SQLite's `SQLITE_READONLY` (both are
+    /// neither constraint nor data errors), so the pipeline takes the same retry-then-spool
+    /// path.
     pub async fn outage_start(&self) {
         match &self.kind {
             Kind::Sqlite => {
