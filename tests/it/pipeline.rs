@@ -370,3 +370,27 @@ async fn thousands_of_concurrent_interceptions_through_an_outage_land_exactly_on
         total as u64
     );
 }
+
+/// A read-only SQLite database (opened `mode=ro`, the effect a read-only file has on a new
+/// connection) fails writes as "unavailable": the pipeline retries and spools them rather
+/// than dropping them as rejected.
+#[tokio::test]
+async fn a_read_only_sqlite_database_is_unavailable_not_rejected() {
+    let db = TestDb::sqlite().await;
+    db.recorder().await;
+    let read_only = db.url.replace("mode=rwc", "mode=ro");
+    assert_ne!(read_only, db.url);
+    let recorder = SqlRecorder::connect_with(&read_only, crate::testdb::fast_options())
+        .await
+        .unwrap();
+    let err = recorder
+        .record_batch(&sample::interception("alice", "m", 0))
+        .await
+        .unwrap_err();
+    match err {
+        RecordError::Unavailable(message) => {
+            assert!(message.contains("readonly"), "{message}");
+        }
+        RecordError::Rejected(message) => panic!("rejected: {message}"),
+    }
+}
