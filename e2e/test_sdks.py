@@ -135,3 +135,72 @@ def test_sdk_audit(audited, via_bridge, case):
     usages = audited.audit.token_usages(interception_id)
     assert sum(u["output_tokens"] for u in usages) > 0
     assert sum(u["input_tokens"] for u in usages) > 0
+
+
+# ------------------------------------------------ the anthropic SDK beyond plain text
+
+TOOLS = [
+    {"name": "get_weather", "description": "Weather", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}},
+    {"name": "get_time", "description": "Time", "input_schema": {"type": "object", "properties": {}}},
+]
+
+
+def anthropic_message(target, prompt, stream):
+    """The parsed final message, blocking or streamed (the SDK accumulates the events)."""
+    client = anthropic.Anthropic(base_url=target.anthropic, api_key=KEY, max_retries=0)
+    args = dict(model="claude-opus-5-5", max_tokens=256, tools=TOOLS, messages=[{"role": "user", "content": prompt}])
+    if not stream:
+        return client.messages.create(**args)
+    with client.messages.stream(**args) as s:
+        return s.get_final_message()
+
+
+@pytest.mark.messages
+@pytest.mark.parametrize("stream", [False, True], ids=["blocking", "streaming"])
+def test_anthropic_sdk_tool_use(target, stream):
+    message = anthropic_message(target, '[[tool:get_weather {"city":"Paris"}]]', stream)
+    assert message.stop_reason == "tool_use"
+    calls = [b for b in message.content if b.type == "tool_use"]
+    assert [(c.name, c.input) for c in calls] == [("get_weather", {"city": "Paris"})]
+    assert calls[0].id.startswith("toolu_")
+
+
+@pytest.mark.messages
+@pytest.mark.parametrize("stream", [False, True], ids=["blocking", "streaming"])
+def test_anthropic_sdk_parallel_tool_use(target, stream):
+    message = anthropic_message(target, '[[tool:get_weather {"city":"Oslo"}]] [[tool:get_time]]', stream)
+    assert message.stop_reason == "tool_use"
+    calls = [(b.name, b.input) for b in message.content if b.type == "tool_use"]
+    assert calls == [("get_weather", {"city": "Oslo"}), ("get_time", {})]
+    ids = [b.id for b in message.content if b.type == "tool_use"]
+    assert len(set(ids)) == 2
+
+
+@pytest.mark.messages
+@pytest.mark.parametrize("stream", [False, True], ids=["blocking", "streaming"])
+def test_anthropic_sdk_thinking(target, stream):
+    message = anthropic_message(target, "[[thinking]] plan it", stream)
+    thinking = [b for b in message.content if b.type == "thinking"]
+    assert [t.thinking for t in thinking] == ["Mock thinking about: [[thinking]] plan it"]
+    assert thinking[0].signature
+    assert message.content[-1].type == "text"
+
+
+@pytest.mark.messages
+@pytest.mark.parametrize("stream", [False, True], ids=["blocking", "streaming"])
+def test_anthropic_sdk_bad_request(target, stream):
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        anthropic_message(target, "[[status:400]]", stream)
+    assert caught.value.status_code == 400
+    assert caught.value.body["error"]["type"] == "invalid_request_error"
+
+
+@pytest.mark.messages
+@pytest.mark.parametrize("stream", [False, True], ids=["blocking", "streaming"])
+def test_anthropic_sdk_overloaded(target, stream):
+    # Blocking: a 529 before any byte; streaming: `event: error` after the stream started.
+    with pytest.raises(anthropic.APIStatusError) as caught:
+        anthropic_message(target, "[[error:overloaded]]", stream)
+    assert "overloaded" in str(caught.value).lower()
+    if not stream:
+        assert caught.value.status_code == 529
