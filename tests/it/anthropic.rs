@@ -339,62 +339,65 @@ async fn bodies_reach_the_upstream_byte_identical() {
 #[tokio::test]
 async fn headers_are_forwarded_verbatim_without_hop_by_hop_ones() {
     let bridge = TestBridge::start().await;
-    let resp = bridge
-        .post(
-            &format!("{MESSAGES}?beta=true"),
-            &[
-                ("anthropic-version", "2023-06-01"),
-                (
-                    "anthropic-beta",
-                    "claude-code-20250219,interleaved-thinking-2025-05-14",
-                ),
-                ("x-claude-code-session-id", "sess-123"),
-                ("x-brand-new-header", "kept"),
-                ("keep-alive", "timeout=5"),
-                ("proxy-authorization", "Basic c2VjcmV0"),
-                ("x-aibridge-actor-id", "mallory"),
-                ("user-agent", "claude-cli/2.1.330 (external, cli)"),
-                ("x-api-key", "sk-ant-byok-abcdefghijkl"),
-                ("authorization", "Bearer sk-ant-byok-abcdefghijkl"),
+    for (n, stream) in [(1, false), (2, true)] {
+        let resp = bridge
+            .post(
+                &format!("{MESSAGES}?beta=true"),
+                &[
+                    ("anthropic-version", "2023-06-01"),
+                    (
+                        "anthropic-beta",
+                        "claude-code-20250219,interleaved-thinking-2025-05-14",
+                    ),
+                    ("x-claude-code-session-id", "sess-123"),
+                    ("x-brand-new-header", "kept"),
+                    ("keep-alive", "timeout=5"),
+                    ("proxy-authorization", "Basic c2VjcmV0"),
+                    ("x-aibridge-actor-id", "mallory"),
+                    ("user-agent", "claude-cli/2.1.330 (external, cli)"),
+                    ("x-api-key", "sk-ant-byok-abcdefghijkl"),
+                    ("authorization", "Bearer sk-ant-byok-abcdefghijkl"),
+                ],
+                request("hi", stream).to_string(),
+            )
+            .await;
+        let id = interception_id(&resp);
+        let got = &bridge.mock.requests()[n - 1];
+        assert_eq!(got.path_and_query, "/v1/messages?beta=true");
+        assert_eq!(
+            got.header("anthropic-beta"),
+            Some("claude-code-20250219,interleaved-thinking-2025-05-14")
+        );
+        assert_eq!(got.header("anthropic-version"), Some("2023-06-01"));
+        assert_eq!(got.header("x-claude-code-session-id"), Some("sess-123"));
+        assert_eq!(got.header("x-brand-new-header"), Some("kept"));
+        assert_eq!(got.header("keep-alive"), None);
+        assert_eq!(got.header("proxy-authorization"), None);
+        assert_eq!(got.header("x-aibridge-actor-id"), None);
+        // Bring-your-own-key: both client credentials go upstream as sent.
+        assert_eq!(got.header("x-api-key"), Some("sk-ant-byok-abcdefghijkl"));
+        assert_eq!(
+            got.header("authorization"),
+            Some("Bearer sk-ant-byok-abcdefghijkl")
+        );
+        // The actor header is ignored (trusted headers are off by default): the actor is `local`.
+        let mut start = started(stream);
+        start["client"] = json!("claude-code");
+        start["client_session_id"] = json!("sess-123");
+        start["user_agent"] = json!("claude-cli/2.1.330 (external, cli)");
+        start["credential_hint"] = json!("sk-a…ijkl");
+        let msg = mock_id("msg", n as u32);
+        assert_eq!(
+            normalized(&bridge.records_of(id).await),
+            vec![
+                start,
+                prompt(&msg, "hi"),
+                usage(&msg, 11, 5, 0, 0, no_cache_writes()),
+                ended("completed", 200, json!({})),
             ],
-            request("hi", false).to_string(),
-        )
-        .await;
-    let id = interception_id(&resp);
-    let got = &bridge.mock.requests()[0];
-    assert_eq!(got.path_and_query, "/v1/messages?beta=true");
-    assert_eq!(
-        got.header("anthropic-beta"),
-        Some("claude-code-20250219,interleaved-thinking-2025-05-14")
-    );
-    assert_eq!(got.header("anthropic-version"), Some("2023-06-01"));
-    assert_eq!(got.header("x-claude-code-session-id"), Some("sess-123"));
-    assert_eq!(got.header("x-brand-new-header"), Some("kept"));
-    assert_eq!(got.header("keep-alive"), None);
-    assert_eq!(got.header("proxy-authorization"), None);
-    assert_eq!(got.header("x-aibridge-actor-id"), None);
-    // Bring-your-own-key: both client credentials go upstream as sent.
-    assert_eq!(got.header("x-api-key"), Some("sk-ant-byok-abcdefghijkl"));
-    assert_eq!(
-        got.header("authorization"),
-        Some("Bearer sk-ant-byok-abcdefghijkl")
-    );
-    // The actor header is ignored (trusted headers are off by default): the actor is `local`.
-    let mut start = started(false);
-    start["client"] = json!("claude-code");
-    start["client_session_id"] = json!("sess-123");
-    start["user_agent"] = json!("claude-cli/2.1.330 (external, cli)");
-    start["credential_hint"] = json!("sk-a…ijkl");
-    let msg = mock_id("msg", 1);
-    assert_eq!(
-        normalized(&bridge.records_of(id).await),
-        vec![
-            start,
-            prompt(&msg, "hi"),
-            usage(&msg, 11, 5, 0, 0, no_cache_writes()),
-            ended("completed", 200, json!({})),
-        ]
-    );
+            "stream={stream}"
+        );
+    }
 }
 
 #[tokio::test]
