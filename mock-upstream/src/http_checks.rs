@@ -253,3 +253,52 @@ async fn path_queues_script_any_route_first() {
     assert_eq!(mock.take_requests().len(), 2);
     assert!(mock.requests().is_empty());
 }
+
+#[tokio::test]
+async fn a_required_key_refuses_every_other_key_in_the_providers_format() {
+    let mock = MockUpstream::start_with(crate::MockOptions {
+        required_key: Some("sk-right".into()),
+        ..Default::default()
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let messages = json!({"model": "claude-x", "max_tokens": 10,
+        "messages": [{"role": "user", "content": "hi"}]});
+    let chat = json!({"model": "gpt-x", "messages": [{"role": "user", "content": "hi"}]});
+    let cases = [
+        ("/v1/messages", "x-api-key", "sk-wrong", &messages, 401),
+        ("/v1/messages", "x-api-key", "sk-right", &messages, 200),
+        (
+            "/v1/chat/completions",
+            "authorization",
+            "Bearer sk-wrong",
+            &chat,
+            401,
+        ),
+        (
+            "/v1/chat/completions",
+            "authorization",
+            "Bearer sk-right",
+            &chat,
+            200,
+        ),
+        ("/v1/chat/completions", "x-other", "sk-right", &chat, 401),
+    ];
+    for (path, header, value, body, want) in cases {
+        let resp = http
+            .post(format!("{}{path}", mock.url()))
+            .header(header, value)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), want, "{path} {header}: {value}");
+        let v: Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+        if want == 401 && path == "/v1/messages" {
+            assert_eq!(v["error"]["type"], "authentication_error", "{v}");
+        } else if want == 401 {
+            assert_eq!(v["error"]["code"], "invalid_api_key", "{v}");
+        }
+    }
+}

@@ -93,6 +93,9 @@ pub struct MockOptions {
     pub record_requests: bool,
     /// Print one line per request to stderr.
     pub log: bool,
+    /// Answer 401 (in the provider's format) to every request whose `x-api-key` or
+    /// `Authorization: Bearer` is not this key.
+    pub required_key: Option<String>,
 }
 
 impl Default for MockOptions {
@@ -102,6 +105,7 @@ impl Default for MockOptions {
             delta_delay: Duration::ZERO,
             record_requests: true,
             log: false,
+            required_key: None,
         }
     }
 }

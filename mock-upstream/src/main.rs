@@ -23,6 +23,10 @@ struct Args {
     /// Print one line per request to stderr.
     #[arg(long)]
     log: bool,
+    /// Refuse (401) every request that does not carry this key in `x-api-key` or
+    /// `Authorization: Bearer` (proves which key a gateway sent upstream).
+    #[arg(long, value_name = "KEY")]
+    require_key: Option<String>,
 }
 
 #[tokio::main]
@@ -44,6 +48,7 @@ async fn main() -> ExitCode {
         // A benchmark baseline must not grow with every request.
         record_requests: false,
         log: args.log,
+        required_key: args.require_key,
     };
     let mock = MockUpstream::serve(listener, options);
     let mut stdout = std::io::stdout().lock();

@@ -137,9 +137,11 @@ async fn handle(
         None if route.is_model_route() => lock(&shared.queue).pop_front(),
         None => None,
     };
-    let response = match scripted {
-        Some(scripted) => scripted_response(scripted).await?,
-        None => smart::answer(&shared, &route, &body).await,
+    let refused = smart::refuse_wrong_key(&shared, &route, &parts.headers);
+    let response = match (refused, scripted) {
+        (Some(refused), _) => refused,
+        (None, Some(scripted)) => scripted_response(scripted).await?,
+        (None, None) => smart::answer(&shared, &route, &body).await,
     };
     if shared.options.log {
         eprintln!(

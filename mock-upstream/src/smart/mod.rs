@@ -209,6 +209,33 @@ pub(crate) async fn answer(shared: &Shared, route: &Route, body: &Bytes) -> Resp
     into_response(reply)
 }
 
+/// A 401 in the route's provider format when the mock requires a key and the request
+/// carries another one (or none): lets a test prove which key reached the upstream.
+pub(crate) fn refuse_wrong_key(
+    shared: &Shared,
+    route: &Route,
+    headers: &HeaderMap,
+) -> Option<Response<ChunkBody>> {
+    let required = shared.options.required_key.as_deref()?;
+    let sent = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let bearer = sent("authorization").and_then(|v| v.strip_prefix("Bearer "));
+    if sent("x-api-key") == Some(required) || bearer == Some(required) {
+        return None;
+    }
+    let provider = match route {
+        Route::Messages | Route::CountTokens => Provider::Anthropic,
+        Route::ChatCompletions | Route::Responses => Provider::OpenAi,
+        Route::Models { provider, .. }
+        | Route::Model { provider, .. }
+        | Route::NotFound { provider } => *provider,
+    };
+    Some(into_response(errors::reply(
+        provider,
+        401,
+        "mock upstream: not the API key it was started with (--require-key)",
+    )))
+}
+
 fn into_response(reply: Reply) -> Response<ChunkBody> {
     let (body, content_type) = match reply.body {
         ReplyBody::Json(bytes) => (ChunkBody::full(bytes), "application/json"),
