@@ -6,7 +6,7 @@ import uuid
 import pytest
 
 from audit import as_json
-from clients import CLIENT_KEY, claude, describe
+from clients import CLIENT_KEY, claude, describe, mask, mock_output_tokens
 
 pytestmark = pytest.mark.messages
 
@@ -49,13 +49,29 @@ def test_claude_code_audit(audited, via_bridge, tmp_path, auth):
     assert len(rows) == 2, rows
     for row in rows:
         assert row["client"] == "claude-code"
+        assert row["client_session_id"] == session_id
+        assert row["initiator_id"] == "local"
+        # No centralized key: Claude Code's own key went upstream, recorded as a hint only.
+        assert (row["credential_kind"], row["credential_hint"]) == ("byok", mask(CLIENT_KEY))
         assert row["api"] == "messages"
         assert row["provider"] == "anthropic"
         assert bool(row["streaming"]) is True
         assert row["outcome"] == "completed"
         assert row["user_agent"].startswith("claude-cli/")
         assert CLIENT_KEY not in json.dumps(row, default=str)
-        assert sum(u["output_tokens"] for u in audited.audit.token_usages(row["id"])) > 0
+
+    # Exactly what the mock sent: the pinned Claude Code's first request has two messages
+    # (input 10 + 2);
+    # the second turn adds the tool call and its result. The tool call costs 1 + 2 output
+    # tokens, the answer quoting the result 1 + 20 text deltas.
+    tokens = [
+        [(u["input_tokens"], u["output_tokens"]) for u in audited.audit.token_usages(row["id"])] for row in rows
+    ]
+    answer = result["result"]
+    assert tokens == [[(12, mock_output_tokens(calls=1))], [(14, mock_output_tokens(answer))]], tokens
+    assert tokens == [[(12, 3)], [(14, 21)]]
+    # The same totals Claude Code itself counted from the responses.
+    assert (result["usage"]["input_tokens"], result["usage"]["output_tokens"]) == (26, 24), result["usage"]
 
     prompts = audited.audit.interceptions_for_prompt(marker)
     assert {p["interception_id"] for p in prompts} == {rows[0]["id"]}

@@ -6,7 +6,7 @@ import uuid
 import pytest
 
 from audit import as_json
-from clients import CLIENT_KEY, codex, describe
+from clients import CLIENT_KEY, codex, describe, mask
 
 pytestmark = pytest.mark.responses
 
@@ -43,6 +43,9 @@ def test_codex_audit(audited, via_bridge, tmp_path):
     assert len(rows) == 2, rows
     for row in rows:
         assert row["client"] == "codex"
+        assert row["client_session_id"] == session_id
+        assert row["initiator_id"] == "local"
+        assert (row["credential_kind"], row["credential_hint"]) == ("byok", mask(CLIENT_KEY))
         assert row["api"] == "responses"
         assert row["provider"] == "openai"
         assert row["model"] == "gpt-5.5"
@@ -50,7 +53,14 @@ def test_codex_audit(audited, via_bridge, tmp_path):
         assert row["outcome"] == "completed"
         assert row["user_agent"].startswith("codex_exec/")
         assert CLIENT_KEY not in json.dumps(row, default=str)
-        assert sum(u["output_tokens"] for u in audited.audit.token_usages(row["id"])) > 0
+
+    # Exactly what the mock sent: the pinned Codex's first request has four input items
+    # (input 10 + 4); the second adds the function call and its output. The call costs 1 + 2 output tokens; the answer quoting the
+    # shell output is longer than 20 characters, so 1 + 20 text deltas.
+    tokens = [
+        [(u["input_tokens"], u["output_tokens"]) for u in audited.audit.token_usages(row["id"])] for row in rows
+    ]
+    assert tokens == [[(14, 3)], [(16, 21)]], tokens
 
     prompts = audited.audit.interceptions_for_prompt(marker)
     assert {p["interception_id"] for p in prompts} == {rows[0]["id"]}
