@@ -6,6 +6,8 @@ import anthropic
 import openai
 import pytest
 
+from clients import mock_output_tokens
+
 KEY = "sk-e2e-sdk-key-0001"
 
 
@@ -125,16 +127,19 @@ def test_sdk_audit(audited, via_bridge, case):
     assert row["api"] == api
     assert row["provider"] == provider
     assert bool(row["streaming"]) is streaming
-    assert row["model"] in ("claude-opus-5-5", "gpt-5")
+    assert row["model"] == ("claude-opus-5-5" if provider == "anthropic" else "gpt-5")
     assert row["outcome"] == "completed"
     assert row["initiator_id"] == "local"
-    assert "sdk" in row["client"] or "python" in row["client"].lower(), row["client"]
+    assert row["client"] == f"{provider}-sdk"
+    assert row["client_session_id"] is None
     assert row["user_agent"].startswith(("Anthropic/Python", "OpenAI/Python")), row["user_agent"]
     assert KEY not in str(row)
 
+    # Exactly what the mock sent: input 10 + one message; output 1 + 20 text deltas (the
+    # answer is longer than 20 characters).
     usages = audited.audit.token_usages(interception_id)
-    assert sum(u["output_tokens"] for u in usages) > 0
-    assert sum(u["input_tokens"] for u in usages) > 0
+    assert [(u["input_tokens"], u["output_tokens"]) for u in usages] == [(11, mock_output_tokens(text))]
+    assert mock_output_tokens(text) == 21
 
 
 # ------------------------------------------------ the anthropic SDK beyond plain text
