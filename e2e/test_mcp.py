@@ -41,6 +41,16 @@ def assert_injected_echo(bridge, marker, server_url=None):
         assert injected[0]["server_url"] == server_url, injected
 
 
+def assert_client_row(bridge, marker, client, session_id, tokens):
+    """The interception of a real client's run: who, which session, and per upstream round
+    exactly the tokens the mock sent."""
+    interception_id = bridge.audit.interceptions_for_prompt(marker)[0]["interception_id"]
+    row = bridge.audit.interception(interception_id)
+    assert (row["client"], row["client_session_id"], row["initiator_id"]) == (client, session_id, "local")
+    usages = bridge.audit.token_usages(interception_id)
+    assert [(u["input_tokens"], u["output_tokens"]) for u in usages] == tokens, usages
+
+
 @pytest.mark.messages
 @pytest.mark.parametrize("streaming", [False, True], ids=["blocking", "streaming"])
 def test_mcp_anthropic_sdk(bridge_mcp, mcp_target, streaming):
@@ -107,15 +117,19 @@ def test_mcp_claude_code(bridge_mcp, mcp_target, tmp_path):
     # The injected loop is invisible to Claude Code: one model turn from its point of view.
     assert result["num_turns"] == 1
     assert_injected_echo(bridge_mcp, marker)
+    # One interception, two upstream rounds: the tool call (1 + 2 output tokens), then the
+    # answer quoting the result, two messages longer (input 12 → 14; 1 + 20 text deltas).
+    assert_client_row(bridge_mcp, marker, "claude-code", result["session_id"], [(12, 3), (14, 21)])
 
 
 @pytest.mark.responses
 def test_mcp_codex(bridge_mcp, mcp_target, tmp_path):
     marker = uuid.uuid4().hex[:12]
-    proc, _ = codex(mcp_target, tmp_path, f"Please {echo_directive(marker)}")
+    proc, session_id = codex(mcp_target, tmp_path, f"Please {echo_directive(marker)}")
     assert proc.returncode == 0, describe(proc)
     assert proc.stdout.strip() == f"Tool result: Echo: echo-{marker}", describe(proc)
     assert_injected_echo(bridge_mcp, marker)
+    assert_client_row(bridge_mcp, marker, "codex", session_id, [(14, 3), (16, 21)])
 
 
 @pytest.mark.messages
