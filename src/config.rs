@@ -630,6 +630,30 @@ mod tests {
     }
 
     #[test]
+    fn shutdown_delay_and_slow_client_after_parse_with_defaults() {
+        let cfg = Config::load(None, &env(&[])).unwrap();
+        assert_eq!(cfg.shutdown_delay, Duration::ZERO);
+        assert_eq!(cfg.limits.slow_client_after, Duration::from_secs(10));
+        let raw: RawConfig =
+            toml::from_str("shutdown_delay = \"5s\"\n[limits]\nslow_client_after = \"1500ms\"\n")
+                .unwrap();
+        let cfg = Config::validate(raw, &env(&[])).unwrap();
+        assert_eq!(cfg.shutdown_delay, Duration::from_secs(5));
+        assert_eq!(cfg.limits.slow_client_after, Duration::from_millis(1500));
+        for (text, path) in [
+            ("shutdown_delay = \"soon\"\n", "shutdown_delay:"),
+            (
+                "[limits]\nslow_client_after = \"0s\"\n",
+                "limits.slow_client_after:",
+            ),
+        ] {
+            let raw: RawConfig = toml::from_str(text).unwrap();
+            let err = Config::validate(raw, &env(&[])).unwrap_err();
+            assert!(err.to_string().starts_with(path), "{err}");
+        }
+    }
+
+    #[test]
     fn virtual_keys_from_env_or_hash() {
         let raw: RawConfig = toml::from_str(
             "[[auth.keys]]\nactor_id = \"alice\"\nkey_env = \"K\"\n\
