@@ -290,6 +290,7 @@ async fn a_slow_client_is_logged_and_never_makes_the_bridge_buffer() {
     }
     assert_eq!(total, count * event.len());
     let peak = peak_rss_mib(served.child.id());
+    eprintln!("slow client, 256 MiB stream: bridge peak RSS {peak} MiB");
     assert!(peak < 128, "peak RSS {peak} MiB for a 256 MiB stream");
     served.terminate();
     assert_eq!(served.wait(Duration::from_secs(30)).await, Some(0));
