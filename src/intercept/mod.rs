@@ -60,7 +60,12 @@ pub struct Interception {
     /// What observers of this request's responses need to know about it.
     request: RequestInfo,
     started: Instant,
-    attempts: u32,
+    /// Upstream requests sent (tries), retries and tool-loop rounds included.
+    tries: u32,
+    /// Tries that repeated a request after a failure.
+    retries: u32,
+    /// Calls of [`Interception::send`]: one per tool-loop round.
+    rounds: u32,
     last_status: Option<u16>,
     /// The circuit was open: the response is the bridge's own 503.
     breaker_open: bool,
@@ -130,7 +135,9 @@ impl Interception {
             prompt: start.info.prompt,
             request,
             started: Instant::now(),
-            attempts: 0,
+            tries: 0,
+            retries: 0,
+            rounds: 0,
             last_status: None,
             dump,
             breaker_open: false,
@@ -193,7 +200,7 @@ impl Interception {
 
     /// Notes one upstream attempt and its status (if it answered), and its time to headers.
     pub fn upstream_answered(&mut self, status: Option<u16>, sent_at: Instant) {
-        self.attempts += 1;
+        self.tries += 1;
         self.last_status = status.or(self.last_status);
         if status.is_some() {
             self.state
@@ -375,6 +382,9 @@ impl Interception {
         if let Some(detail) = detail {
             metadata.insert("error".into(), Value::String(detail));
         }
+        if self.rounds > 1 {
+            metadata.insert("upstream_rounds".into(), Value::from(self.rounds));
+        }
         self.state
             .queue
             .submit(Record::InterceptionEnded(InterceptionEndedRecord {
@@ -382,7 +392,9 @@ impl Interception {
                 ended_at: Utc::now(),
                 outcome,
                 upstream_status: self.last_status,
-                attempts: self.attempts,
+                // Tries of the one request, not tool-loop rounds: `attempts - 1` is the
+                // number of retries, as the audit queries read it.
+                attempts: if self.tries == 0 { 0 } else { 1 + self.retries },
                 metadata,
             }));
         let m = &self.state.metrics;

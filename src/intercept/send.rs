@@ -35,6 +35,7 @@ impl Interception {
             model: state.metrics.models.label(&self.model),
         };
         let mut retry = 0u32;
+        self.rounds += 1;
         loop {
             if let Admission::Rejected { retry_after } = state.breakers.admit(&key, &policy.breaker)
             {
@@ -44,6 +45,9 @@ impl Interception {
             }
             if let Some(dump) = &mut self.dump {
                 dump.request("POST", url, headers, &body);
+            }
+            if retry > 0 {
+                self.retries += 1;
             }
             let sent = Instant::now();
             let attempt = http

@@ -97,7 +97,8 @@ pub struct InterceptionEndedRecord {
     pub outcome: Outcome,
     /// The last upstream HTTP status, if the upstream answered.
     pub upstream_status: Option<u16>,
-    /// How many upstream attempts were made (retries included).
+    /// Tries of the upstream request: 1 + retries (summed over the rounds of a tool loop,
+    /// whose count is `upstream_rounds` in the metadata); 0 when nothing was sent.
     pub attempts: u32,
     /// Extra detail (error message, tool-loop iterations, …).
     pub metadata: Map<String, Value>,

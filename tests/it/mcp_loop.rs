@@ -238,6 +238,11 @@ async fn one_injected_call_then_text() {
                 .collect::<Vec<_>>(),
             vec![(11, 3), (13, 5)]
         );
+        // Two rounds, no retry: `attempts - 1` counts retries only.
+        let ended = records_of_kind!(records, InterceptionEnded);
+        assert_eq!(ended.len(), 1);
+        assert_eq!(ended[0].attempts, 1);
+        assert_eq!(ended[0].metadata.get("upstream_rounds"), Some(&json!(2)));
         // The conversation sent upstream: injected tools offered after the client's, then the
         // assistant turn and its tool_result.
         let reqs = f.bridge.mock.requests();
