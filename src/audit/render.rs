@@ -181,11 +181,14 @@ pub(super) fn show(out: &mut dyn Write, d: &InterceptionDetail) -> Result<(), Au
     table.write(out)?;
 
     writeln!(out, "\ntool usages ({})", d.tool_usages.len())?;
-    let mut table = Table::new(vec!["  TOOL", "INJECTED", "CALL", "INPUT", "ERROR"]);
+    let mut table = Table::new(vec![
+        "  TOOL", "INJECTED", "SERVER", "CALL", "INPUT", "ERROR",
+    ]);
     for t in &d.tool_usages {
         table.row(vec![
             format!("  {}", t.tool),
             if t.injected { "yes" } else { "no" }.to_owned(),
+            opt(&t.server_url),
             opt(&t.provider_tool_call_id),
             t.input.to_string(),
             opt(&t.invocation_error),

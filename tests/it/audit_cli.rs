@@ -272,6 +272,7 @@ async fn show_prints_everything_recorded(db: TestDb) {
         "actor            alice",
         "refactor the parser for alice",
         "bmcp_time_get_current_time",
+        "stdio:mcp-server-time",
         "[thinking] The parser has two entry points.",
         "outcome          completed",
     ] {
