@@ -219,6 +219,27 @@ async fn run_calls(
     results
 }
 
+/// Answers the bridge's calls of one round and appends the assistant turn and the results
+/// to the next upstream request. At the cap the calls are not run: the model gets an error
+/// result for each and no tools in the next round, and the audit keeps the calls as not run.
+async fn answer_calls(
+    ic: &mut Interception,
+    setup: &mut LoopSetup,
+    own: Vec<PendingCall>,
+    value: &Value,
+    response_id: &str,
+    round: u32,
+) {
+    let results = if round == setup.max_iterations {
+        setup.api.forbid_tools(&mut setup.body);
+        ic.skipped_calls(&own, response_id, false, &setup.offered);
+        limit_results(own)
+    } else {
+        run_calls(ic, &*setup.tools, own, response_id).await
+    };
+    setup.api.append_turn(&mut setup.body, value, &results);
+}
+
 fn limit_results(calls: Vec<PendingCall>) -> Vec<(PendingCall, ToolCallResult)> {
     calls
         .into_iter()
@@ -261,7 +282,6 @@ pub async fn run_blocking(
 ) -> Response<Body> {
     let kind = ic.provider().kind;
     let cap = state.limits.max_response_bytes;
-    let tools = setup.tools.clone();
     let offered = setup.offered.clone();
     let injected = |name: &str| offered.contains(name);
     let mut earlier: Option<Value> = None;
@@ -310,14 +330,7 @@ pub async fn run_blocking(
             tag(&mut out, ic.id);
             return out;
         }
-        let results = if round == setup.max_iterations {
-            setup.api.forbid_tools(&mut setup.body);
-            ic.skipped_calls(&own, &response_id, false, &offered);
-            limit_results(own)
-        } else {
-            run_calls(&mut ic, &*tools, own, &response_id).await
-        };
-        setup.api.append_turn(&mut setup.body, &value, &results);
+        answer_calls(&mut ic, &mut setup, own, &value, &response_id, round).await;
         earlier = Some(setup.api.merge(earlier, value, &injected));
         round += 1;
     }
@@ -382,7 +395,6 @@ async fn drive_stream(
     tx: mpsc::Sender<Bytes>,
 ) {
     let api = ic.api();
-    let tools = setup.tools.clone();
     let offered = setup.offered.clone();
     let injected = |name: &str| offered.contains(name);
     let mut rewriter = match setup.rewriter.take() {
@@ -451,15 +463,7 @@ async fn drive_stream(
             // Running the tools and waiting for the next round's headers (retries included)
             // can take long: the client gets a keep-alive event at least every `every`.
             let step = async {
-                let results = if round == setup.max_iterations {
-                    setup.api.forbid_tools(&mut setup.body);
-                    // The model made these calls: the audit keeps them, marked as not run.
-                    ic.skipped_calls(&own, &response_id, false, &offered);
-                    limit_results(own)
-                } else {
-                    run_calls(&mut ic, &*tools, own, &response_id).await
-                };
-                setup.api.append_turn(&mut setup.body, &value, &results);
+                answer_calls(&mut ic, &mut setup, own, &value, &response_id, round).await;
                 send(&state, &mut ic, &setup).await
             };
             let resp = with_keepalive(step, every, &ping, &tx)
