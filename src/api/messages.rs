@@ -215,8 +215,20 @@ enum Block {
         id: Option<String>,
         name: String,
         json: String,
+        metadata: Map<String, Value>,
     },
     Thinking(String),
+}
+
+/// A client's own tool call (`tool_use`) has no metadata; a tool the provider runs itself
+/// (`server_tool_use` such as web search, `mcp_tool_use` of the MCP connector) is recorded
+/// too, with its block type, so the audit shows every tool the model used.
+fn tool_metadata(kind: &str) -> Map<String, Value> {
+    let mut metadata = Map::new();
+    if kind != "tool_use" {
+        metadata.insert("type".into(), Value::String(kind.to_owned()));
+    }
+    metadata
 }
 
 /// Observes one Messages response, blocking or streamed.
@@ -233,12 +245,14 @@ impl MessagesObserver {
 
     fn on_block(&mut self, block: BlockView) {
         match block.kind.as_str() {
-            "tool_use" => self.obs.tool_calls.push(ToolCall {
-                id: block.id,
-                name: block.name.unwrap_or_default(),
-                input: block.input.unwrap_or(Value::Object(Map::new())),
-                metadata: Map::new(),
-            }),
+            kind @ ("tool_use" | "server_tool_use" | "mcp_tool_use") => {
+                self.obs.tool_calls.push(ToolCall {
+                    id: block.id,
+                    name: block.name.unwrap_or_default(),
+                    input: block.input.unwrap_or(Value::Object(Map::new())),
+                    metadata: tool_metadata(kind),
+                })
+            }
             "thinking" => {
                 if let Some(text) = block.thinking.filter(|t| !t.is_empty()) {
                     self.obs.thoughts.push(Thought {
@@ -266,10 +280,11 @@ impl MessagesObserver {
                     return;
                 };
                 let open = match block.kind.as_str() {
-                    "tool_use" => Block::ToolUse {
+                    kind @ ("tool_use" | "server_tool_use" | "mcp_tool_use") => Block::ToolUse {
                         id: block.id,
                         name: block.name.unwrap_or_default(),
                         json: String::new(),
+                        metadata: tool_metadata(kind),
                     },
                     "thinking" => Block::Thinking(block.thinking.unwrap_or_default()),
                     _ => return,
@@ -291,11 +306,16 @@ impl MessagesObserver {
                 }
             }
             "content_block_stop" => match ev.index.and_then(|i| self.open.remove(&i)) {
-                Some(Block::ToolUse { id, name, json }) => self.obs.tool_calls.push(ToolCall {
+                Some(Block::ToolUse {
+                    id,
+                    name,
+                    json,
+                    metadata,
+                }) => self.obs.tool_calls.push(ToolCall {
                     id,
                     name,
                     input: parse_arguments(&json),
-                    metadata: Map::new(),
+                    metadata,
                 }),
                 Some(Block::Thinking(text)) if !text.is_empty() => {
                     self.obs.thoughts.push(Thought {

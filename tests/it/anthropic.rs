@@ -641,7 +641,7 @@ async fn fixtures_cache_usage_and_parallel_tools() {
 }
 
 /// Extra token types (cache TTLs, server tool use) land in `extra` with their own names; the
-/// server-side `web_search` call is the provider's, not a client tool call.
+/// server-side `web_search` call is recorded as a tool usage marked with its block type.
 #[tokio::test]
 async fn fixtures_web_search_records_extra_token_types() {
     let bridge = TestBridge::start().await;
@@ -658,6 +658,13 @@ async fn fixtures_web_search_records_extra_token_types() {
                 600,
                 json!({"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 600,
                     "web_search_requests": 1}),
+            ),
+            crate::openai_chat::tool(
+                msg,
+                "srvtoolu_01FixWebSearch00001",
+                "web_search",
+                json!({"query": "example release notes"}),
+                json!({"type": "server_tool_use"}),
             ),
             ended("completed", 200, json!({})),
         ]

@@ -427,7 +427,12 @@ async fn tools_thoughts_cache_and_errors_become_rows(db: TestDb) {
                     json!({"prompts": [prompt_row(id, "search")],
                         "token_usages": [usage_row(id, [2100, 310, 0, 600],
                             json!({"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 600,
-                                "web_search_requests": 1}))]}),
+                                "web_search_requests": 1}))],
+                        "tool_usages": [{"provider_response_id": id,
+                            "provider_tool_call_id": "srvtoolu_01FixWebSearch00001",
+                            "server_url": null, "tool": "web_search",
+                            "input": {"query": "example release notes"}, "injected": false,
+                            "invocation_error": null, "metadata": {"type": "server_tool_use"}}]}),
                 )
             }
             _ => expected_show(
