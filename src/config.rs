@@ -171,6 +171,9 @@ pub struct RawLimits {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawRecording {
+    /// Whether interceptions are recorded at all (default `true`). With `false` no database
+    /// is opened and records are dropped as they are made.
+    pub enabled: Option<bool>,
     /// Directory for the spool file used while the database is down.
     pub spool_dir: Option<String>,
     /// Records that may wait in memory.
@@ -251,6 +254,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Limits.
     pub limits: Limits,
+    /// Whether records are written; `false` drops them (no database, no pipeline).
+    pub recording_enabled: bool,
     /// Spool directory for the recording pipeline.
     pub spool_dir: Option<PathBuf>,
     /// Recording queue capacity.
@@ -374,6 +379,7 @@ impl Config {
             providers,
             auth,
             limits,
+            recording_enabled: raw.recording.enabled.unwrap_or(true),
             spool_dir: raw.recording.spool_dir.map(PathBuf::from),
             queue_capacity: raw.recording.queue_capacity.unwrap_or(65_536),
             mcp,
@@ -577,6 +583,14 @@ mod tests {
         assert!(cfg.providers[0].api_key.is_some());
         assert_eq!(cfg.providers[1].base_url, "https://api.openai.com/v1");
         assert!(cfg.providers[1].api_key.is_none());
+        assert!(cfg.recording_enabled);
+    }
+
+    #[test]
+    fn recording_can_be_turned_off() {
+        let raw = parse_toml("[recording]\nenabled = false\n").unwrap();
+        let cfg = Config::validate(raw, &env(&[])).unwrap();
+        assert!(!cfg.recording_enabled);
     }
 
     #[test]

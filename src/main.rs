@@ -15,7 +15,7 @@ use aibridge::mcp::{McpMetrics, ToolRegistry};
 use aibridge::metrics::{Metrics, new_registry};
 use aibridge::record::pipeline::PipelineMetrics;
 use aibridge::record::sql::SqlRecorder;
-use aibridge::record::{LogRecorder, Pipeline, PipelineConfig, Recorder};
+use aibridge::record::{LogRecorder, Pipeline, PipelineConfig, RecordQueue, Recorder};
 use aibridge::server::{Readiness, app};
 use aibridge::{Authenticator, BridgeOptions, RequestBridge};
 
@@ -156,6 +156,14 @@ fn check(path: Option<PathBuf>) -> anyhow::Result<()> {
             "off"
         }
     );
+    println!(
+        "recording: {}",
+        if config.recording_enabled {
+            "on"
+        } else {
+            "off"
+        }
+    );
     Ok(())
 }
 
@@ -195,32 +203,13 @@ async fn serve(path: Option<PathBuf>, no_migrate: bool) -> anyhow::Result<()> {
     let metrics = Metrics::register(&mut registry);
     let tools = (!config.mcp.servers.is_empty())
         .then(|| ToolRegistry::start(&config.mcp, Some(McpMetrics::register(&mut registry))));
-    let recorder: Arc<dyn Recorder> = if config.database_url == "log" {
-        Arc::new(LogRecorder)
+    let (queue, pipeline) = if config.recording_enabled {
+        let (queue, pipeline) = start_recording(&config, no_migrate, &mut registry).await?;
+        (queue, Some(pipeline))
     } else {
-        let sql = SqlRecorder::connect(&config.database_url)
-            .await
-            .context("cannot open the audit database")?;
-        if !no_migrate {
-            sql.migrate()
-                .await
-                .context("cannot migrate the audit database")?;
-        }
-        Arc::new(sql)
+        tracing::warn!("recording is off (recording.enabled = false): nothing is audited");
+        (RecordQueue::disabled(), None)
     };
-    let spool_dir = config
-        .spool_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("."));
-    let (queue, pipeline) = Pipeline::start(
-        recorder,
-        PipelineConfig {
-            queue_capacity: config.queue_capacity,
-            spool_path: Some(spool_dir.join("aibridge.spool")),
-            metrics: PipelineMetrics::register(&mut registry),
-            ..PipelineConfig::default()
-        },
-    );
     let bridge = RequestBridge::new(BridgeOptions {
         providers: config.providers.clone(),
         queue,
@@ -328,13 +317,49 @@ async fn serve(path: Option<PathBuf>, no_migrate: bool) -> anyhow::Result<()> {
     if let Some(tools) = &tools {
         tools.shutdown().await;
     }
-    let report = pipeline.shutdown().await;
-    if report.left > 0 {
-        tracing::error!(left = report.left, "records not written at shutdown");
-    } else {
-        tracing::info!("all records written");
+    if let Some(pipeline) = pipeline {
+        let report = pipeline.shutdown().await;
+        if report.left > 0 {
+            tracing::error!(left = report.left, "records not written at shutdown");
+        } else {
+            tracing::info!("all records written");
+        }
     }
     Ok(())
+}
+
+/// Opens (and migrates) the audit store and starts the recording pipeline into it.
+async fn start_recording(
+    config: &Config,
+    no_migrate: bool,
+    registry: &mut prometheus_client::registry::Registry,
+) -> anyhow::Result<(RecordQueue, Pipeline)> {
+    let recorder: Arc<dyn Recorder> = if config.database_url == "log" {
+        Arc::new(LogRecorder)
+    } else {
+        let sql = SqlRecorder::connect(&config.database_url)
+            .await
+            .context("cannot open the audit database")?;
+        if !no_migrate {
+            sql.migrate()
+                .await
+                .context("cannot migrate the audit database")?;
+        }
+        Arc::new(sql)
+    };
+    let spool_dir = config
+        .spool_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("."));
+    Ok(Pipeline::start(
+        recorder,
+        PipelineConfig {
+            queue_capacity: config.queue_capacity,
+            spool_path: Some(spool_dir.join("aibridge.spool")),
+            metrics: PipelineMetrics::register(registry),
+            ..PipelineConfig::default()
+        },
+    ))
 }
 
 /// How long cancelled requests get to deliver their error before the process exits.

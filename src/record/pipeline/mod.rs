@@ -102,21 +102,35 @@ impl SpoolState {
 /// The request path's handle: cheap to clone, never blocks.
 #[derive(Debug, Clone)]
 pub struct RecordQueue {
+    /// `None` when recording is off.
+    inner: Option<QueueInner>,
+}
+
+#[derive(Debug, Clone)]
+struct QueueInner {
     tx: mpsc::Sender<Record>,
     shared: Arc<Shared>,
 }
 
 impl RecordQueue {
+    /// A queue that drops every record: recording is off.
+    pub fn disabled() -> RecordQueue {
+        RecordQueue { inner: None }
+    }
+
     /// Hands a record to the pipeline without waiting. When the queue is full (or the
     /// pipeline has shut down) the record is appended to the spool instead.
     pub fn submit(&self, record: Record) {
-        let metrics = &self.shared.metrics;
-        let mut state = self.shared.lock();
+        let Some(QueueInner { tx, shared }) = &self.inner else {
+            return;
+        };
+        let metrics = &shared.metrics;
+        let mut state = shared.lock();
         let record = if state.spooling {
             record
         } else {
             metrics.queue_depth_gauge().inc();
-            match self.tx.try_send(record) {
+            match tx.try_send(record) {
                 Ok(()) => return,
                 Err(TrySendError::Full(record) | TrySendError::Closed(record)) => {
                     metrics.queue_depth_gauge().dec();
@@ -176,8 +190,10 @@ impl Pipeline {
         let task = tokio::spawn(batcher.run());
         (
             RecordQueue {
-                tx,
-                shared: shared.clone(),
+                inner: Some(QueueInner {
+                    tx,
+                    shared: shared.clone(),
+                }),
             },
             Pipeline {
                 stop,

@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""Instructions per request of the bridge, counted by callgrind: repeatable despite load.
+
+    python3 bench/callgrind.py --oha bench/.tools/bin/oha \\
+        --mock target/release/aibridge-mock-upstream --bridge target/release/aibridge \\
+        [--recording on|off] [--scenario 1] [--requests 3000] [--out FILE]
+
+Starts the fast mock, then the bridge under `valgrind --tool=callgrind` (SQLite recording
+on unless --recording off), warms it up, zeroes the counters, sends --requests requests with
+oha, waits until the record queue and spool are empty, and dumps. Prints instructions per
+request for the whole process (every thread: runtime workers, the SQLite writer) and writes
+the profile to --out for `callgrind_annotate`.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+import ab
+import bench
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--oha", required=True)
+    ap.add_argument("--mock", required=True)
+    ap.add_argument("--bridge", required=True)
+    ap.add_argument("--recording", default="on", choices=["on", "off"])
+    ap.add_argument("--scenario", default="1", choices=sorted(ab.SCENARIOS))
+    ap.add_argument("--requests", type=int, default=3000)
+    ap.add_argument("--out", default="callgrind.out")
+    args = ap.parse_args()
+
+    _, br_path, payload, conc = ab.SCENARIOS[args.scenario]
+    tmp = tempfile.mkdtemp(prefix="aibridge-cg-")
+    procs = []
+    try:
+        mock, mock_url = bench.start([args.mock, "--listen", "127.0.0.1:0", "--deltas", "20"])
+        procs.append(mock)
+        body = os.path.join(tmp, "body.json")
+        with open(body, "w") as f:
+            json.dump(payload(), f)
+        out = os.path.abspath(args.out)
+        wrapper = os.path.join(tmp, "bridge.sh")
+        with open(wrapper, "w") as f:
+            f.write(
+                "#!/bin/sh\nexec valgrind --tool=callgrind --quiet "
+                f"--callgrind-out-file={out} {args.bridge} \"$@\"\n"
+            )
+        os.chmod(wrapper, 0o755)
+        bridge, url = ab.start_bridge(wrapper, args.recording == "on", mock_url, tmp, "cg")
+        procs.append(bridge)
+        bench.oha(args, url + br_path, body, conc, count=300)
+        ab.wait_drained(url)
+        time.sleep(1.0)
+        subprocess.run(["callgrind_control", "-z", str(bridge.pid)], check=True,
+                       capture_output=True)
+        res = bench.oha(args, url + br_path, body, conc, count=args.requests)
+        ab.wait_drained(url, timeout=300)
+        time.sleep(1.0)
+        subprocess.run(["callgrind_control", "-d", str(bridge.pid)], check=True,
+                       capture_output=True)
+    finally:
+        for p in reversed(procs):
+            p.send_signal(signal.SIGTERM)
+        for p in reversed(procs):
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    # The dump after zeroing is the file with the highest part number.
+    dumps = [f for f in os.listdir(os.path.dirname(out))
+             if f.startswith(os.path.basename(out) + ".")]
+    latest = max(dumps, key=lambda f: int(re.sub(r"\D", "", f.rsplit(".", 1)[1]) or 0))
+    path = os.path.join(os.path.dirname(out), latest)
+    total = 0
+    with open(path) as f:
+        for line in f:
+            if line.startswith("summary:") or line.startswith("totals:"):
+                total = int(line.split()[1])
+                break
+    print(f"scenario {args.scenario}, recording {args.recording}: {res['ok']} ok, "
+          f"{res['errors']} errors; {total:,} instructions = "
+          f"{total / max(res['ok'], 1):,.0f} per request ({path})")
+
+
+if __name__ == "__main__":
+    main()
