@@ -14,6 +14,8 @@ on_both_backends!(
     writes_each_kind_as_one_row,
     per_kind_methods_write_rows,
     writing_a_batch_twice_keeps_one_row_each,
+    an_end_applies_whether_its_start_is_stored_or_in_the_batch,
+    a_replayed_start_never_clears_a_stored_end,
     a_record_that_cannot_fit_is_rejected,
     migrations_go_down_and_up_again,
     nul_characters_do_not_lose_the_record,
@@ -145,6 +147,85 @@ async fn writing_a_batch_twice_keeps_one_row_each(db: TestDb) {
             .unwrap(),
         0
     );
+}
+
+/// The stored outcome of interception `id`.
+async fn stored_end(conn: &sea_orm::DatabaseConnection, id: uuid::Uuid) -> Option<String> {
+    interception::Entity::find_by_id(id.to_string())
+        .one(conn)
+        .await
+        .unwrap()
+        .unwrap()
+        .outcome
+}
+
+async fn an_end_applies_whether_its_start_is_stored_or_in_the_batch(db: TestDb) {
+    let recorder = db.recorder().await;
+    let conn = recorder.connection();
+    // Start and end in one batch: the row is inserted complete.
+    let together = sample::interception("frank", "gpt-5", 0);
+    // The start stored by an earlier batch, the end in a later one: the end is an UPDATE.
+    let split = sample::interception("frank", "gpt-5", 10);
+    // The start stored, then replayed together with its end (a spool replayed after a
+    // crash): the coalesced row conflicts with the stored one and must still take the end.
+    let replayed = sample::interception("frank", "gpt-5", 20);
+    recorder.record_batch(&split[..1]).await.unwrap();
+    recorder.record_batch(&replayed[..1]).await.unwrap();
+    assert_eq!(stored_end(conn, sample::id_of(&replayed)).await, None);
+
+    let mut batch = together.clone();
+    batch.extend_from_slice(&split[1..]);
+    batch.extend_from_slice(&replayed);
+    // A start twice in one batch (a replay overlapping the queue) is one row.
+    batch.push(replayed[0].clone());
+    recorder.record_batch(&batch).await.unwrap();
+
+    for (records, start) in [(&together, 0), (&split, 10), (&replayed, 20)] {
+        let row = interception::Entity::find_by_id(sample::id_of(records).to_string())
+            .one(conn)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.ended_at, Some(sample::at(start + 3)));
+        assert_eq!(row.outcome.as_deref(), Some("completed"));
+        assert_eq!(row.upstream_status, Some(200));
+        assert_eq!(row.attempts, Some(1));
+        assert_eq!(row.ended_metadata, Some(json!({"tool_loop_iterations": 1})));
+        assert_eq!(row.metadata, json!({"team": "platform"}));
+    }
+    assert_eq!(interception::Entity::find().count(conn).await.unwrap(), 3);
+    assert_eq!(token_usage::Entity::find().count(conn).await.unwrap(), 3);
+}
+
+async fn a_replayed_start_never_clears_a_stored_end(db: TestDb) {
+    let recorder = db.recorder().await;
+    let conn = recorder.connection();
+    let records = sample::interception("grace", "gpt-5", 0);
+    let id = sample::id_of(&records);
+    recorder.record_batch(&records).await.unwrap();
+    assert_eq!(stored_end(conn, id).await.as_deref(), Some("completed"));
+    recorder.record_batch(&records[..1]).await.unwrap();
+    recorder.record_batch(&records[..3]).await.unwrap();
+    assert_eq!(stored_end(conn, id).await.as_deref(), Some("completed"));
+
+    // Two ends in one batch (never made by the bridge): the last one wins, as it would
+    // with one UPDATE per end, whether the start is in the batch or not.
+    let Record::InterceptionEnded(end) = &records[5] else {
+        unreachable!()
+    };
+    let mut failed = end.clone();
+    failed.outcome = aibridge::record::Outcome::Failed;
+    let second = Record::InterceptionEnded(failed);
+    recorder
+        .record_batch(&[records[0].clone(), records[5].clone(), second.clone()])
+        .await
+        .unwrap();
+    assert_eq!(stored_end(conn, id).await.as_deref(), Some("failed"));
+    recorder
+        .record_batch(&[second, records[5].clone()])
+        .await
+        .unwrap();
+    assert_eq!(stored_end(conn, id).await.as_deref(), Some("completed"));
 }
 
 async fn a_record_that_cannot_fit_is_rejected(db: TestDb) {
