@@ -142,7 +142,8 @@ async fn order_survives_overflow_and_an_outage() {
 async fn a_full_queue_spools_instead_of_blocking_or_dropping() {
     let dir = tempfile::tempdir().unwrap();
     let sink = Flaky::new(false, false);
-    let mut config = quick_config(Some(dir.path().join("spool.jsonl")));
+    let spool = dir.path().join("spool.jsonl");
+    let mut config = quick_config(Some(spool.clone()));
     config.queue_capacity = 4;
     let metrics = config.metrics.clone();
     let (queue, pipeline) = Pipeline::start(sink.clone(), config);
@@ -155,6 +156,11 @@ async fn a_full_queue_spools_instead_of_blocking_or_dropping() {
         queue.submit(r.clone());
     }
     assert!(metrics.records_total_all(RecordResult::Spooled) > 0);
+    // The batcher has not run yet (one thread, no await since the start): the request path
+    // itself wrote nothing to the spool file.
+    assert_eq!(std::fs::metadata(&spool).unwrap().len(), 0);
+    // While the sink call hangs, the batcher moves the overflow to the file.
+    until(|| std::fs::metadata(&spool).unwrap().len() > 0).await;
     sink.gate.add_permits(Semaphore::MAX_PERMITS / 2);
     let report = pipeline.shutdown().await;
     assert_eq!(report, ShutdownReport { left: 0, lost: 0 });
@@ -198,6 +204,38 @@ async fn the_spool_file_outlives_the_process() {
         records.len() as u64
     );
     assert_eq!(std::fs::metadata(&spool).unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn records_submitted_after_shutdown_wait_in_the_spool_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool.jsonl");
+    let first = Flaky::new(false, true);
+    let (queue, pipeline) = Pipeline::start(first.clone(), quick_config(Some(spool.clone())));
+    let before = sample::interception("early", "m", 0);
+    for r in &before {
+        queue.submit(r.clone());
+    }
+    assert_eq!(
+        pipeline.shutdown().await,
+        ShutdownReport { left: 0, lost: 0 }
+    );
+    assert_eq!(first.inner.records(), before);
+
+    // A request still finishing after shutdown: no batcher any more, so the file keeps it.
+    let late = sample::interception("late", "m", 1);
+    for r in &late {
+        queue.submit(r.clone());
+    }
+    assert!(std::fs::metadata(&spool).unwrap().len() > 0);
+
+    let next = Flaky::new(false, true);
+    let (_queue, pipeline) = Pipeline::start(next.clone(), quick_config(Some(spool.clone())));
+    assert_eq!(
+        pipeline.shutdown().await,
+        ShutdownReport { left: 0, lost: 0 }
+    );
+    assert_eq!(next.inner.records(), late);
 }
 
 #[tokio::test]

@@ -65,7 +65,7 @@ impl Batcher {
             if !self.rx.is_empty() {
                 self.rx.recv_many(&mut batch, self.max_batch).await;
                 self.write_queued(&mut batch, None).await;
-            } else if self.shared.lock().spooling {
+            } else if self.shared.intake().spooling {
                 self.replay_chunk(None).await;
             } else {
                 tokio::select! {
@@ -77,6 +77,7 @@ impl Batcher {
                         }
                         self.write_queued(&mut batch, None).await;
                     }
+                    () = self.shared.overflow_ready.notified() => self.flush_overflow(),
                 }
             }
         }
@@ -88,7 +89,7 @@ impl Batcher {
         {
             // Under the lock, so a concurrent submit either made it into the queue or
             // sees the queue closed and spools.
-            let _state = self.shared.lock();
+            let _intake = self.shared.intake();
             self.rx.close();
         }
         let mut batch = Vec::with_capacity(self.max_batch);
@@ -96,13 +97,13 @@ impl Batcher {
             self.write_queued(&mut batch, Some(deadline)).await;
         }
         loop {
-            let spooling = self.shared.lock().spooling;
+            let spooling = self.shared.intake().spooling;
             if !spooling || Instant::now() >= deadline {
                 break;
             }
             self.replay_chunk(Some(deadline)).await;
         }
-        let state = self.shared.lock();
+        let state = self.shared.close();
         if let Err(err) = state.spool.sync() {
             tracing::error!(error = %err, "cannot sync the record spool file");
         }
@@ -130,12 +131,17 @@ impl Batcher {
     /// request path to spooling so that newer records line up behind them.
     fn spill(&mut self, mut rest: Vec<Record>) {
         let metrics = self.shared.metrics.clone();
-        let mut state = self.shared.lock();
-        while let Ok(record) = self.rx.try_recv() {
-            metrics.queue_depth_gauge().dec();
-            rest.push(record);
+        // The spool lock first: the overflow (newer than the queue) can only reach the spool
+        // file after the prepend below.
+        let mut state = self.shared.spool();
+        {
+            let mut intake = self.shared.intake();
+            while let Ok(record) = self.rx.try_recv() {
+                metrics.queue_depth_gauge().dec();
+                rest.push(record);
+            }
+            intake.spooling = true;
         }
-        state.spooling = true;
         let count = rest.len();
         let kinds: Vec<&'static str> = rest.iter().map(Record::kind).collect();
         match state.spool.prepend(rest) {
@@ -158,7 +164,11 @@ impl Batcher {
     /// request path back to the queue.
     async fn replay_chunk(&mut self, deadline: Option<Instant>) {
         let metrics = self.shared.metrics.clone();
-        let peeked = self.shared.lock().spool.peek(self.max_batch);
+        let peeked = {
+            let mut state = self.shared.spool();
+            self.shared.flush_overflow(&mut state);
+            state.spool.peek(self.max_batch)
+        };
         let chunk = match peeked {
             Ok(chunk) => chunk,
             Err(err) => {
@@ -168,20 +178,7 @@ impl Batcher {
             }
         };
         if chunk.records.is_empty() && chunk.corrupt == 0 {
-            let still_spooling = {
-                let mut state = self.shared.lock();
-                match state.spool.reset_if_drained() {
-                    Ok(true) => {
-                        state.spooling = false;
-                        metrics.spool_depth_gauge().set(0);
-                        tracing::info!("record spool replayed");
-                    }
-                    Ok(false) => {}
-                    Err(err) => tracing::error!(error = %err, "cannot truncate the record spool"),
-                }
-                state.spooling
-            };
-            if still_spooling {
+            if !self.finish_replay() {
                 // Nothing readable, yet the file is not empty: do not spin.
                 self.pause(self.max_backoff, deadline).await;
             }
@@ -195,11 +192,35 @@ impl Batcher {
             metrics.count_kind("unknown", RecordResult::Failed, chunk.corrupt as u64);
         }
         let delivered = self.deliver(&chunk.records, Source::Spool, deadline).await;
-        let mut state = self.shared.lock();
+        let mut state = self.shared.spool();
         let before = state.spool.pending();
         state.spool.consume(&chunk, delivered);
         let consumed = before - state.spool.pending();
         metrics.spool_depth_gauge().dec_by(consumed as i64);
+    }
+
+    /// Once nothing is left to read: empties the spool file and switches the request path
+    /// back to the queue. Returns whether the spool was empty.
+    fn finish_replay(&self) -> bool {
+        let mut state = self.shared.spool();
+        let drained = match state.spool.reset_if_drained() {
+            Ok(drained) => drained,
+            Err(err) => {
+                tracing::error!(error = %err, "cannot truncate the record spool");
+                false
+            }
+        };
+        if drained {
+            let mut intake = self.shared.intake();
+            // Records submitted since the last flush keep the pipeline spooling: the next
+            // round moves them to the spool and replays them.
+            if intake.overflow.is_empty() {
+                intake.spooling = false;
+                self.shared.metrics.spool_depth_gauge().set(0);
+                tracing::info!("record spool replayed");
+            }
+        }
+        drained
     }
 
     /// Writes `records`, retrying while the sink is unavailable; returns how many of them
@@ -276,12 +297,16 @@ impl Batcher {
     ) -> Result<(), RecordError> {
         let started = Instant::now();
         let result = match deadline {
-            Some(d) => tokio::time::timeout_at(d, self.recorder.record_batch(records))
+            Some(d) => self
+                .flushing(tokio::time::timeout_at(
+                    d,
+                    self.recorder.record_batch(records),
+                ))
                 .await
                 .unwrap_or_else(|_| {
                     Err(RecordError::Unavailable("shutdown deadline reached".into()))
                 }),
-            None => self.recorder.record_batch(records).await,
+            None => self.flushing(self.recorder.record_batch(records)).await,
         };
         self.shared
             .metrics
@@ -293,14 +318,36 @@ impl Batcher {
     async fn pause(&self, delay: Duration, deadline: Option<Instant>) {
         let until = Instant::now() + delay;
         match deadline {
-            Some(d) => tokio::time::sleep_until(until.min(d)).await,
+            Some(d) => self.flushing(tokio::time::sleep_until(until.min(d))).await,
             None => {
-                tokio::select! {
-                    () = tokio::time::sleep_until(until) => {}
-                    () = self.stop.cancelled() => {}
-                }
+                self.flushing(async {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(until) => {}
+                        () = self.stop.cancelled() => {}
+                    }
+                })
+                .await;
             }
         }
+    }
+
+    /// Runs `work` (a sink call, a backoff), moving the overflow list to the spool whenever
+    /// it gets records meanwhile: the request path never waits on the sink, and the
+    /// overflow stays small however long the sink takes.
+    async fn flushing<F: Future>(&self, work: F) -> F::Output {
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                biased;
+                out = &mut work => return out,
+                () = self.shared.overflow_ready.notified() => self.flush_overflow(),
+            }
+        }
+    }
+
+    fn flush_overflow(&self) {
+        let mut state = self.shared.spool();
+        self.shared.flush_overflow(&mut state);
     }
 }
 

@@ -1,13 +1,17 @@
 //! The recording pipeline: a bounded queue between the request path and a [`Recorder`].
 //!
-//! The request path calls [`RecordQueue::submit`], which never waits. A background batcher
-//! writes queued records to the sink in batches, retrying with backoff. When the sink stays
-//! down longer than [`PipelineConfig::retry_for`], or the queue is full, records go to the
-//! [`Spool`] (an append-only file when [`PipelineConfig::spool_path`] is set), which is
-//! replayed in order once the sink recovers. Everything passes through one ordered path, so
-//! records keep their order (per interception, and overall). On shutdown the queue and the
-//! spool are drained within [`PipelineConfig::drain_timeout`]; what is left stays in the
-//! spool file for the next start.
+//! The request path calls [`RecordQueue::submit`], which never waits and never touches a
+//! file. A background batcher writes queued records to the sink in batches, retrying with
+//! backoff. When the sink stays down longer than [`PipelineConfig::retry_for`], or the queue
+//! is full, records go to the [`Spool`] (an append-only file when
+//! [`PipelineConfig::spool_path`] is set), which is replayed in order once the sink recovers.
+//! While spooling, `submit` only appends the record to an in-memory overflow list; the
+//! batcher moves that list to the back of the spool (also while it waits on the sink), so
+//! file writes stay off the request path. Everything passes through one ordered path, so
+//! records keep their order (per interception, and overall): queue, then spool, then
+//! overflow. On shutdown the queue and the spool are drained within
+//! [`PipelineConfig::drain_timeout`]; what is left stays in the spool file for the next
+//! start, and records submitted after shutdown are appended to it directly.
 
 mod batcher;
 mod metrics;
@@ -16,6 +20,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use tokio::sync::Notify;
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio_util::sync::CancellationToken;
 
@@ -62,40 +67,95 @@ impl Default for PipelineConfig {
 }
 
 /// State shared by the request path and the batcher.
+///
+/// Two locks: `intake` is what the request path takes (never held across I/O), `spool` is
+/// the batcher's (held while it reads or writes the spool file). Whoever needs both takes
+/// `spool` first.
 #[derive(Debug)]
 struct Shared {
-    state: Mutex<SpoolState>,
+    intake: Mutex<Intake>,
+    spool: Mutex<SpoolState>,
+    /// Wakes the batcher when the overflow list gets its first record.
+    overflow_ready: Notify,
     metrics: PipelineMetrics,
+}
+
+#[derive(Debug, Default)]
+struct Intake {
+    /// While set, new records go to `overflow`, behind everything in the queue and spool.
+    spooling: bool,
+    /// Records waiting for the batcher to append them to the spool, in order.
+    overflow: Vec<Record>,
+    /// Set once the batcher has stopped: records go straight to the spool.
+    closed: bool,
 }
 
 #[derive(Debug)]
 struct SpoolState {
-    /// While set, new records go to the back of the spool, behind everything older.
-    spooling: bool,
     spool: Spool,
     /// Records that could not be kept at all (the spool file could not be written).
     lost: usize,
 }
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, SpoolState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    fn intake(&self) -> MutexGuard<'_, Intake> {
+        self.intake.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn spool(&self) -> MutexGuard<'_, SpoolState> {
+        self.spool.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Moves the overflow list to the back of the spool. `spool` is this pipeline's spool,
+    /// locked by the caller, so nothing else is appended in between.
+    fn flush_overflow(&self, spool: &mut SpoolState) {
+        let records = std::mem::take(&mut self.intake().overflow);
+        if !records.is_empty() {
+            spool.append_counted(&records, &self.metrics);
+        }
+    }
+
+    /// After the batcher: everything in the overflow goes to the spool, and later records
+    /// are appended there by `submit` itself.
+    fn close(&self) -> MutexGuard<'_, SpoolState> {
+        let mut spool = self.spool();
+        let records = {
+            let mut intake = self.intake();
+            intake.closed = true;
+            std::mem::take(&mut intake.overflow)
+        };
+        if !records.is_empty() {
+            spool.append_counted(&records, &self.metrics);
+        }
+        spool
     }
 }
 
 impl SpoolState {
+    /// Appends records not counted yet (submitted after shutdown).
     fn append(&mut self, records: &[Record], metrics: &PipelineMetrics) {
         match self.spool.append(records) {
             Ok(()) => {
                 metrics.count(records, RecordResult::Spooled);
                 metrics.spool_depth_gauge().inc_by(records.len() as i64);
             }
-            Err(err) => {
-                tracing::error!(error = %err, records = records.len(), "cannot write the record spool; records lost");
-                metrics.count(records, RecordResult::Failed);
-                self.lost += records.len();
-            }
+            Err(err) => self.fail(records, metrics, &err),
         }
+    }
+
+    /// Appends records from the overflow list, which were counted as spooled (and in the
+    /// spool depth) when they were submitted.
+    fn append_counted(&mut self, records: &[Record], metrics: &PipelineMetrics) {
+        if let Err(err) = self.spool.append(records) {
+            metrics.spool_depth_gauge().dec_by(records.len() as i64);
+            self.fail(records, metrics, &err);
+        }
+    }
+
+    fn fail(&mut self, records: &[Record], metrics: &PipelineMetrics, err: &std::io::Error) {
+        tracing::error!(error = %err, records = records.len(), "cannot write the record spool; records lost");
+        metrics.count(records, RecordResult::Failed);
+        self.lost += records.len();
     }
 }
 
@@ -119,14 +179,15 @@ impl RecordQueue {
     }
 
     /// Hands a record to the pipeline without waiting. When the queue is full (or the
-    /// pipeline has shut down) the record is appended to the spool instead.
+    /// sink is down) the record goes to the spool: in memory here, to the file by the
+    /// batcher. After shutdown it is appended to the spool file directly.
     pub fn submit(&self, record: Record) {
         let Some(QueueInner { tx, shared }) = &self.inner else {
             return;
         };
         let metrics = &shared.metrics;
-        let mut state = shared.lock();
-        let record = if state.spooling {
+        let mut intake = shared.intake();
+        let record = if intake.spooling || intake.closed {
             record
         } else {
             metrics.queue_depth_gauge().inc();
@@ -134,12 +195,27 @@ impl RecordQueue {
                 Ok(()) => return,
                 Err(TrySendError::Full(record) | TrySendError::Closed(record)) => {
                     metrics.queue_depth_gauge().dec();
-                    state.spooling = true;
+                    intake.spooling = true;
                     record
                 }
             }
         };
-        state.append(std::slice::from_ref(&record), metrics);
+        if intake.closed {
+            // No batcher any more: the spool file is the only safe place left.
+            drop(intake);
+            shared
+                .spool()
+                .append(std::slice::from_ref(&record), metrics);
+            return;
+        }
+        metrics.count_kind(record.kind(), RecordResult::Spooled, 1);
+        metrics.spool_depth_gauge().inc();
+        let first = intake.overflow.is_empty();
+        intake.overflow.push(record);
+        drop(intake);
+        if first {
+            shared.overflow_ready.notify_one();
+        }
     }
 }
 
@@ -176,11 +252,12 @@ impl Pipeline {
         let pending = spool.pending();
         config.metrics.spool_depth_gauge().set(pending as i64);
         let shared = Arc::new(Shared {
-            state: Mutex::new(SpoolState {
+            intake: Mutex::new(Intake {
                 spooling: pending > 0,
-                spool,
-                lost: 0,
+                ..Intake::default()
             }),
+            spool: Mutex::new(SpoolState { spool, lost: 0 }),
+            overflow_ready: Notify::new(),
             metrics: config.metrics.clone(),
         });
         let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
@@ -205,7 +282,7 @@ impl Pipeline {
     }
 
     /// Stops taking records into the queue and writes what is queued and spooled, within
-    /// the drain timeout. Records submitted afterwards go to the spool.
+    /// the drain timeout. Records submitted afterwards are appended to the spool.
     pub async fn shutdown(mut self) -> ShutdownReport {
         self.stop.cancel();
         // The batcher keeps its own deadline; this outer one only guards against a sink
@@ -215,7 +292,7 @@ impl Pipeline {
             Ok(Ok(report)) => report,
             Ok(Err(_)) | Err(_) => {
                 self.task.abort();
-                let state = self.shared.lock();
+                let state = self.shared.close();
                 let left =
                     state.spool.pending() + self.shared.metrics.queue_depth().max(0) as usize;
                 ShutdownReport {
