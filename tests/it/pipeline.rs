@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use aibridge::record::pipeline::RecordResult;
@@ -21,6 +21,8 @@ struct Flaky {
     inner: MemoryRecorder,
     down: AtomicBool,
     gate: Semaphore,
+    /// Batches it was handed.
+    calls: AtomicUsize,
 }
 
 impl Flaky {
@@ -29,6 +31,7 @@ impl Flaky {
             inner: MemoryRecorder::new(),
             down: AtomicBool::new(down),
             gate: Semaphore::new(if open { Semaphore::MAX_PERMITS } else { 0 }),
+            calls: AtomicUsize::new(0),
         })
     }
 }
@@ -58,6 +61,7 @@ impl Recorder for Flaky {
         self.record_batch(&[Record::ModelThought(r.clone())]).await
     }
     async fn record_batch(&self, records: &[Record]) -> Result<(), RecordError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
         let _permit = self.gate.acquire().await.unwrap();
         if self.down.load(Ordering::SeqCst) {
             return Err(RecordError::Unavailable("down for the test".into()));
@@ -70,6 +74,7 @@ fn quick_config(spool: Option<std::path::PathBuf>) -> PipelineConfig {
     PipelineConfig {
         queue_capacity: 16,
         max_batch: 8,
+        batch_linger: Duration::from_millis(1),
         drain_timeout: Duration::from_secs(30),
         spool_path: spool,
         retry_for: Duration::from_millis(20),
@@ -165,6 +170,36 @@ async fn a_full_queue_spools_instead_of_blocking_or_dropping() {
     let report = pipeline.shutdown().await;
     assert_eq!(report, ShutdownReport { left: 0, lost: 0 });
     assert_eq!(sink.inner.records(), submitted);
+}
+
+#[tokio::test]
+async fn records_arriving_together_share_one_batch() {
+    for (linger, batches) in [(Duration::from_secs(30), 1), (Duration::ZERO, 2)] {
+        let sink = Flaky::new(false, true);
+        let mut config = quick_config(None);
+        config.batch_linger = linger;
+        let (queue, pipeline) = Pipeline::start(sink.clone(), config);
+        let records = sample::interception("calm", "m", 0);
+        // One thread: the batcher runs only when this task yields. It waits for the queue…
+        tokio::task::yield_now().await;
+        queue.submit(records[0].clone());
+        // …takes the first record, and waits for more or writes it.
+        tokio::task::yield_now().await;
+        for r in &records[1..] {
+            queue.submit(r.clone());
+        }
+        // Shutdown ends the wait early.
+        assert_eq!(
+            pipeline.shutdown().await,
+            ShutdownReport { left: 0, lost: 0 }
+        );
+        assert_eq!(sink.inner.records(), records);
+        assert_eq!(
+            sink.calls.load(Ordering::SeqCst),
+            batches,
+            "linger {linger:?}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -323,6 +358,7 @@ fn loaded_config(db: &TestDb) -> PipelineConfig {
     PipelineConfig {
         queue_capacity: 1024,
         max_batch: 256,
+        batch_linger: Duration::from_millis(5),
         drain_timeout: Duration::from_secs(120),
         spool_path: Some(db.path("spool.jsonl")),
         retry_for: Duration::from_millis(300),

@@ -25,6 +25,7 @@ pub(super) struct Batcher {
     shared: Arc<Shared>,
     stop: CancellationToken,
     max_batch: usize,
+    linger: Duration,
     retry_for: Duration,
     initial_backoff: Duration,
     max_backoff: Duration,
@@ -45,6 +46,7 @@ impl Batcher {
             shared,
             stop,
             max_batch: config.max_batch.max(1),
+            linger: config.batch_linger,
             retry_for: config.retry_for,
             initial_backoff: config.initial_backoff.max(Duration::from_millis(1)),
             max_backoff: config.max_backoff,
@@ -64,6 +66,7 @@ impl Batcher {
             // The queue always holds records older than the spool's, so it goes first.
             if !self.rx.is_empty() {
                 self.rx.recv_many(&mut batch, self.max_batch).await;
+                self.linger(&mut batch).await;
                 self.write_queued(&mut batch, None).await;
             } else if self.shared.intake().spooling {
                 self.replay_chunk(None).await;
@@ -75,10 +78,27 @@ impl Batcher {
                         if n == 0 {
                             return;
                         }
+                        self.linger(&mut batch).await;
                         self.write_queued(&mut batch, None).await;
                     }
                     () = self.shared.overflow_ready.notified() => self.flush_overflow(),
                 }
+            }
+        }
+    }
+
+    /// Unless a full batch is waiting, waits a moment and takes what arrived meanwhile: each
+    /// sink call has a fixed cost (a transaction, a few thread hand-offs) that a bigger
+    /// batch shares, and submits do not wake the batcher while it waits.
+    async fn linger(&mut self, batch: &mut Vec<Record>) {
+        if batch.len() >= self.max_batch || self.linger.is_zero() {
+            return;
+        }
+        self.pause(self.linger, None).await;
+        while batch.len() < self.max_batch {
+            match self.rx.try_recv() {
+                Ok(record) => batch.push(record),
+                Err(_) => break,
             }
         }
     }

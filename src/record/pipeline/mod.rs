@@ -36,6 +36,10 @@ pub struct PipelineConfig {
     pub queue_capacity: usize,
     /// The most records written in one batch (one transaction for the SQL sink).
     pub max_batch: usize,
+    /// How long the batcher waits for more records after the first of a batch arrives at an
+    /// idle queue. One transaction for many records costs far less than one each; records
+    /// reach the sink this much later, responses are not delayed. Zero writes at once.
+    pub batch_linger: Duration,
     /// How long shutdown may take to drain the queue and the spool.
     pub drain_timeout: Duration,
     /// The spool file. `None` keeps the spool in memory: nothing is lost while the process
@@ -56,6 +60,7 @@ impl Default for PipelineConfig {
         Self {
             queue_capacity: 65_536,
             max_batch: 512,
+            batch_linger: Duration::from_millis(5),
             drain_timeout: Duration::from_secs(10),
             spool_path: None,
             retry_for: Duration::from_secs(5),
