@@ -24,7 +24,16 @@ use super::entity::{interception, model_thought, token_usage, tool_usage, user_p
 use crate::record::{InterceptionEndedRecord, InterceptionRecord, Record};
 
 /// Rows per `INSERT`: well under the bind-parameter limits of SQLite and PostgreSQL.
-const ROWS_PER_INSERT: usize = 500;
+const ROWS_PER_INSERT: usize = 256;
+
+/// How many of `n` waiting rows the next `INSERT` takes: the largest power of two that
+/// fits. A statement is prepared once per distinct text, and the text depends on the row
+/// count, so a few fixed counts stay in the driver's statement cache where a count per
+/// batch size would be parsed and planned again for almost every batch.
+fn rows_per_insert(n: usize) -> usize {
+    let n = n.min(ROWS_PER_INSERT);
+    if n == 0 { 0 } else { 1 << n.ilog2() }
+}
 
 pub(super) async fn write_batch(db: &DatabaseConnection, records: &[Record]) -> Result<(), DbErr> {
     // Which interceptions start in this batch, and the last end of each (the one an
@@ -138,7 +147,7 @@ where
     A: ActiveModelTrait<Entity = E> + Send,
 {
     while !rows.is_empty() {
-        let rest = rows.split_off(rows.len().min(ROWS_PER_INSERT));
+        let rest = rows.split_off(rows_per_insert(rows.len()));
         let chunk = std::mem::replace(&mut rows, rest);
         E::insert_many(chunk)
             .on_conflict_do_nothing()
@@ -196,7 +205,7 @@ async fn upsert_interceptions(
         .action_and_where(Expr::col((Alias::new("excluded"), Column::EndedAt)).is_not_null())
         .to_owned();
     while !rows.is_empty() {
-        let rest = rows.split_off(rows.len().min(ROWS_PER_INSERT));
+        let rest = rows.split_off(rows_per_insert(rows.len()));
         let chunk = std::mem::replace(&mut rows, rest);
         interception::Entity::insert_many(chunk)
             .on_conflict(on_conflict.clone())
@@ -231,20 +240,38 @@ fn attempts(n: u32) -> i32 {
 }
 
 fn object(map: &Map<String, Value>) -> Value {
-    json(&Value::Object(map.clone()))
+    Value::Object(map.iter().map(|(k, v)| (text(k), json(v))).collect())
 }
 
 /// PostgreSQL refuses NUL in `text` and `jsonb`; a client can send one in any string, and the
 /// record must still be stored, so NUL becomes U+FFFD on both backends.
 fn text(s: &str) -> String {
-    s.replace('\0', "\u{fffd}")
+    if s.contains('\0') {
+        s.replace('\0', "\u{fffd}")
+    } else {
+        s.to_owned()
+    }
 }
 
 fn json(value: &Value) -> Value {
     match value {
         Value::String(s) => Value::String(text(s)),
         Value::Array(items) => Value::Array(items.iter().map(json).collect()),
-        Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (text(k), json(v))).collect()),
+        Value::Object(map) => object(map),
         other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inserts_take_powers_of_two_up_to_the_limit() {
+        let counts: Vec<usize> = [0, 1, 2, 3, 7, 8, 255, 256, 257, 1000]
+            .into_iter()
+            .map(rows_per_insert)
+            .collect();
+        assert_eq!(counts, [0, 1, 2, 2, 4, 8, 128, 256, 256, 256]);
     }
 }
