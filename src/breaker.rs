@@ -88,7 +88,8 @@ impl Breakers {
             return Admission::Allowed { probe: false };
         };
         let admission = match *state {
-            State::Closed { .. } => Admission::Allowed { probe: false },
+            // The common case: nothing changes, so the gauge (set on every change) is right.
+            State::Closed { .. } => return Admission::Allowed { probe: false },
             State::Open { until } if now >= until => {
                 *state = State::HalfOpen { probe_since: now };
                 Admission::Allowed { probe: true }
@@ -129,6 +130,10 @@ impl Breakers {
         }
         let now = Instant::now();
         let mut circuits = self.lock();
+        // The common case: a success on a closed circuit changes nothing (and clones no key).
+        if !failed && matches!(circuits.get(key), Some(State::Closed { failures: 0 })) {
+            return;
+        }
         let state = circuits
             .entry(key.clone())
             .or_insert(State::Closed { failures: 0 });

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use axum::body::Body;
@@ -23,7 +23,7 @@ use crate::config::Limits;
 use crate::intercept::aliases::ResponseAliases;
 use crate::intercept::tool_loop::{self, LoopSetup, Offered, ToolSource};
 use crate::intercept::{Interception, Start, blocking, streaming};
-use crate::metrics::{Metrics, RejectLabels};
+use crate::metrics::{Metrics, RejectLabels, RouteMetrics};
 use crate::provider::{ProviderConfig, ProviderKind};
 use crate::record::RecordQueue;
 use crate::resilience::Timeouts;
@@ -80,12 +80,34 @@ pub struct BridgeState {
     pub(crate) cancel: CancellationToken,
     /// Responses ids streaming clients were shown for a tool loop's last upstream response.
     pub(crate) response_aliases: ResponseAliases,
+    /// Per provider (same order as `providers`) and wire API ([`ApiKind::index`]).
+    routes: Vec<[OnceLock<Arc<Route>>; 3]>,
+}
+
+/// What every request of one provider and wire API shares, made on the first one.
+pub(crate) struct Route {
+    pub(crate) metrics: RouteMetrics,
+    /// The upstream URL of the API's own path, without a query: parsed once, not per request.
+    pub(crate) url: Result<reqwest::Url, url::ParseError>,
 }
 
 impl BridgeState {
     /// The client for a provider's upstream calls.
     pub(crate) fn client(&self, provider: &ProviderConfig) -> &reqwest::Client {
         self.clients.get(&provider.name).unwrap_or(&self.http)
+    }
+
+    /// The route of provider number `index` and `api`.
+    fn route(&self, index: usize, api: ApiKind) -> Arc<Route> {
+        let provider = &self.providers[index];
+        self.routes[index][api.index()]
+            .get_or_init(|| {
+                Arc::new(Route {
+                    metrics: self.metrics.route(&provider.name, api.as_str()),
+                    url: reqwest::Url::parse(&provider.upstream_url(api.path(), None)),
+                })
+            })
+            .clone()
     }
 }
 
@@ -104,6 +126,11 @@ impl RequestBridge {
             clients.insert(p.name.clone(), crate::upstream::build_client(connect)?);
         }
         let breakers = Breakers::new(options.metrics.breaker.clone());
+        let routes = options
+            .providers
+            .iter()
+            .map(|_| Default::default())
+            .collect();
         Ok(RequestBridge {
             state: Arc::new(BridgeState {
                 providers: options.providers.into_iter().map(Arc::new).collect(),
@@ -119,6 +146,7 @@ impl RequestBridge {
                 breakers,
                 cancel: CancellationToken::new(),
                 response_aliases: ResponseAliases::default(),
+                routes,
             }),
         })
     }
@@ -138,7 +166,7 @@ impl RequestBridge {
 
     /// The provider whose prefix starts `path`, and the rest of the path after it.
     pub fn provider_for<'p>(&self, path: &'p str) -> Option<(&ProviderConfig, &'p str)> {
-        find_provider(&self.state.providers, path).map(|(p, rest)| (&**p, rest))
+        find_provider(&self.state.providers, path).map(|(_, p, rest)| (&**p, rest))
     }
 
     async fn handle<B>(self, req: Request<B>) -> Response<Body>
@@ -148,7 +176,7 @@ impl RequestBridge {
     {
         let state = self.state;
         let path = req.uri().path().to_owned();
-        let Some((provider, rest)) = find_provider(&state.providers, &path) else {
+        let Some((index, provider, rest)) = find_provider(&state.providers, &path) else {
             reject(&state, "none", "not_found");
             return not_found(&path);
         };
@@ -192,8 +220,9 @@ impl RequestBridge {
                 };
                 reject(&state, &provider.name, reason);
                 let id = api.map(|api| {
+                    let route = (api, state.route(index, api));
                     let info = RequestInfo::default();
-                    record_rejected(&state, &provider, api, &actor, &parts, info, &message)
+                    record_rejected(&state, &provider, route, &actor, &parts, info, &message)
                 });
                 return error_response(provider.kind, kind, &message, id);
             }
@@ -201,10 +230,11 @@ impl RequestBridge {
         let work = async {
             match api {
                 Some(api) => {
+                    let route = (api, state.route(index, api));
                     intercept(
                         state.clone(),
                         provider.clone(),
-                        api,
+                        route,
                         parts,
                         &rest,
                         body,
@@ -231,10 +261,11 @@ impl RequestBridge {
     }
 }
 
+/// The provider whose prefix starts `path` (with its position), and the rest of the path.
 fn find_provider<'a, 'p>(
     providers: &'a [Arc<ProviderConfig>],
     path: &'p str,
-) -> Option<(&'a Arc<ProviderConfig>, &'p str)> {
+) -> Option<(usize, &'a Arc<ProviderConfig>, &'p str)> {
     let trimmed = path.strip_prefix('/')?;
     let (first, rest) = match trimmed.find('/') {
         Some(i) => (&trimmed[..i], &trimmed[i..]),
@@ -242,14 +273,15 @@ fn find_provider<'a, 'p>(
     };
     providers
         .iter()
-        .find(|p| p.name == first)
-        .map(|p| (p, rest))
+        .enumerate()
+        .find(|(_, p)| p.name == first)
+        .map(|(i, p)| (i, p, rest))
 }
 
 async fn intercept(
     state: Arc<BridgeState>,
     provider: Arc<ProviderConfig>,
-    api: ApiKind,
+    (api, route): (ApiKind, Arc<Route>),
     parts: http::request::Parts,
     rest: &str,
     body: Bytes,
@@ -263,7 +295,15 @@ async fn intercept(
                 model: rejected_model(&body),
                 ..RequestInfo::default()
             };
-            let id = record_rejected(&state, &provider, api, &actor, &parts, info, &bad.message);
+            let id = record_rejected(
+                &state,
+                &provider,
+                (api, route),
+                &actor,
+                &parts,
+                info,
+                &bad.message,
+            );
             return error_response(
                 provider.kind,
                 ErrorKind::InvalidRequest,
@@ -285,11 +325,15 @@ async fn intercept(
     let session_id = client::session_from_headers(&parts.headers).or(info.session_id.clone());
     let stream = info.stream;
     let cap = state.limits.max_response_bytes;
-    let url = provider.upstream_url(rest, parts.uri.query());
+    let url = match (&route.url, parts.uri.query()) {
+        (Ok(url), None) if rest == api.path() => Ok(url.clone()),
+        _ => reqwest::Url::parse(&provider.upstream_url(rest, parts.uri.query())),
+    };
     let mut ic = Interception::start(
         state.clone(),
         provider.clone(),
         api,
+        route,
         Start {
             actor: &actor,
             info,
@@ -303,11 +347,24 @@ async fn intercept(
             credential,
         },
     );
+    let url = match url {
+        Ok(url) => url,
+        Err(e) => {
+            let message = format!("upstream unreachable: invalid upstream URL: {e}");
+            ic.end(
+                crate::record::Outcome::UpstreamUnavailable,
+                Some(message.clone()),
+            );
+            return error_response(provider.kind, ErrorKind::Upstream, &message, Some(ic.id));
+        }
+    };
     if let Some(setup) = loop_setup(&state, api, &body, &url, &headers) {
+        // Boxed: the loop's futures are large, and inline they would make every request's
+        // future that large, copied whenever it moves.
         return if stream {
-            tool_loop::run_streaming(state, ic, setup).await
+            Box::pin(tool_loop::run_streaming(state, ic, setup)).await
         } else {
-            tool_loop::run_blocking(state, ic, setup).await
+            Box::pin(tool_loop::run_blocking(state, ic, setup)).await
         };
     }
     match ic.send(&state.http, &url, &headers, relay_body).await {
@@ -362,7 +419,7 @@ fn resolve_previous_response(
 fn record_rejected(
     state: &Arc<BridgeState>,
     provider: &Arc<ProviderConfig>,
-    api: ApiKind,
+    (api, route): (ApiKind, Arc<Route>),
     actor: &Actor,
     parts: &http::request::Parts,
     info: RequestInfo,
@@ -373,6 +430,7 @@ fn record_rejected(
         state.clone(),
         provider.clone(),
         api,
+        route,
         Start {
             actor,
             info,
@@ -412,7 +470,7 @@ fn loop_setup(
     state: &BridgeState,
     api: ApiKind,
     body: &[u8],
-    url: &str,
+    url: &reqwest::Url,
     headers: &http::HeaderMap,
 ) -> Option<LoopSetup> {
     let source = state.tools.as_ref()?;
@@ -433,7 +491,7 @@ fn loop_setup(
         tools: source.clone(),
         offered: Offered::new(&tools),
         api: loop_api,
-        url: url.to_owned(),
+        url: url.clone(),
         headers: headers.clone(),
         body: value,
         max_iterations: state.max_loop_iterations,

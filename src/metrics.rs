@@ -209,6 +209,37 @@ impl Metrics {
     }
 }
 
+/// The handles of one provider and wire API's metrics, looked up once and then shared by
+/// every request on that route (a lookup builds a label set of owned strings, hashes it and
+/// takes the family's lock; a handle is an `Arc`).
+#[derive(Debug, Clone)]
+pub struct RouteMetrics {
+    /// `interceptions_inflight{provider,route}`.
+    pub inflight: Gauge,
+    /// `interceptions_duration_seconds{provider,route}`.
+    pub duration: Histogram,
+    /// `upstream_ttfb_seconds{provider,route}`.
+    pub upstream_ttfb: Histogram,
+    /// `upstream_retries_total{provider,route}`.
+    pub retries: Counter,
+}
+
+impl Metrics {
+    /// The route's handles; the series exist (at zero) from this call on.
+    pub fn route(&self, provider: &str, route: &str) -> RouteMetrics {
+        let labels = RouteLabels {
+            provider: provider.to_owned(),
+            route: route.to_owned(),
+        };
+        RouteMetrics {
+            inflight: self.inflight.get_or_create_owned(&labels),
+            duration: self.duration.get_or_create_owned(&labels),
+            upstream_ttfb: self.upstream_ttfb.get_or_create_owned(&labels),
+            retries: self.retries.get_or_create_owned(&labels),
+        }
+    }
+}
+
 /// A fresh registry with the `aibridge` prefix.
 pub fn new_registry() -> Registry {
     Registry::with_prefix("aibridge")

@@ -44,6 +44,24 @@ impl ApiKind {
         }
     }
 
+    /// The API's path below the provider prefix (without a trailing slash).
+    pub fn path(self) -> &'static str {
+        match self {
+            ApiKind::Messages => "/v1/messages",
+            ApiKind::ChatCompletions => "/v1/chat/completions",
+            ApiKind::Responses => "/v1/responses",
+        }
+    }
+
+    /// The API's position in [`Self::ALL`], for per-API tables.
+    pub(crate) fn index(self) -> usize {
+        match self {
+            ApiKind::Messages => 0,
+            ApiKind::ChatCompletions => 1,
+            ApiKind::Responses => 2,
+        }
+    }
+
     /// The stable name used in records and metrics.
     pub fn as_str(self) -> &'static str {
         match self {

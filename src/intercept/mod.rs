@@ -17,10 +17,10 @@ use uuid::Uuid;
 
 use crate::actor::Actor;
 use crate::api::{ApiKind, Observation, Observer, RequestInfo};
-use crate::bridge::BridgeState;
+use crate::bridge::{BridgeState, Route};
 use crate::dump::Dump;
 use crate::mcp::ToolCallResult;
-use crate::metrics::{InterceptionLabels, ModelLabels, RouteLabels, TokenLabels, TokenType};
+use crate::metrics::{InterceptionLabels, ModelLabels, TokenLabels, TokenType};
 use crate::provider::ProviderConfig;
 use crate::record::{
     InterceptionEndedRecord, InterceptionRecord, ModelThoughtRecord, Outcome, PromptRecord, Record,
@@ -53,7 +53,11 @@ pub struct Interception {
     state: Arc<BridgeState>,
     provider: Arc<ProviderConfig>,
     api: ApiKind,
+    /// The route's metric handles and upstream URL.
+    route: Arc<Route>,
     model: String,
+    /// `model` as a metric label (capped).
+    model_label: String,
     actor_id: String,
     client: &'static str,
     prompt: Option<String>,
@@ -76,10 +80,11 @@ pub struct Interception {
 
 impl Interception {
     /// Records the start and counts the request in flight.
-    pub fn start(
+    pub(crate) fn start(
         state: Arc<BridgeState>,
         provider: Arc<ProviderConfig>,
         api: ApiKind,
+        route: Arc<Route>,
         start: Start<'_>,
     ) -> Interception {
         let id = new_id();
@@ -114,21 +119,20 @@ impl Interception {
             started_at: Utc::now(),
             metadata,
         }));
-        state
-            .metrics
-            .inflight
-            .get_or_create(&route_labels(&provider, api))
-            .inc();
+        route.metrics.inflight.inc();
         let dump = provider
             .resilience
             .dump_dir
             .as_deref()
             .map(|dir| Dump::open(dir, &id.to_string(), &provider.name, api.as_str()));
+        let model_label = state.metrics.models.label(&start.info.model);
         Interception {
             id,
             state,
             provider,
             api,
+            route,
+            model_label,
             model: start.info.model,
             actor_id: start.actor.id.clone(),
             client: start.client,
@@ -203,10 +207,9 @@ impl Interception {
         self.tries += 1;
         self.last_status = status.or(self.last_status);
         if status.is_some() {
-            self.state
+            self.route
                 .metrics
                 .upstream_ttfb
-                .get_or_create(&route_labels(&self.provider, self.api))
                 .observe(sent_at.elapsed().as_secs_f64());
         }
     }
@@ -223,7 +226,7 @@ impl Interception {
         let response_id = obs.response_id.unwrap_or_default();
         let q = &self.state.queue;
         let m = &self.state.metrics;
-        let model = self.state.metrics.models.label(&self.model);
+        let model = &self.model_label;
         if let Some(prompt) = self.prompt.take() {
             q.submit(Record::Prompt(PromptRecord {
                 id: new_id(),
@@ -397,16 +400,15 @@ impl Interception {
                 attempts: if self.tries == 0 { 0 } else { 1 + self.retries },
                 metadata,
             }));
-        let m = &self.state.metrics;
-        let route = route_labels(&self.provider, self.api);
-        m.inflight.get_or_create(&route).dec();
-        m.duration
-            .get_or_create(&route)
-            .observe(self.started.elapsed().as_secs_f64());
-        m.interceptions
+        let route = &self.route.metrics;
+        route.inflight.dec();
+        route.duration.observe(self.started.elapsed().as_secs_f64());
+        self.state
+            .metrics
+            .interceptions
             .get_or_create(&InterceptionLabels {
                 provider: self.provider.name.clone(),
-                model: m.models.label(&self.model),
+                model: self.model_label.clone(),
                 status: outcome.as_str().to_owned(),
                 route: self.api.as_str().to_owned(),
                 client: self.client.to_owned(),
@@ -427,10 +429,3 @@ impl Drop for Interception {
 
 /// Why an interception still running when the shutdown grace period ended was cut off.
 pub const SHUTDOWN_CANCELLED: &str = "cancelled: the bridge shut down before it finished";
-
-fn route_labels(provider: &ProviderConfig, api: ApiKind) -> RouteLabels {
-    RouteLabels {
-        provider: provider.name.clone(),
-        route: api.as_str().to_owned(),
-    }
-}

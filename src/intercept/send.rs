@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Interception, route_labels};
+use super::Interception;
 use crate::api::{ErrorKind, error_body};
 use crate::breaker::Admission;
 use crate::metrics::BreakerLabels;
@@ -21,7 +21,7 @@ impl Interception {
     pub async fn send(
         &mut self,
         http: &reqwest::Client,
-        url: &str,
+        url: &reqwest::Url,
         headers: &http::HeaderMap,
         body: bytes::Bytes,
     ) -> Result<reqwest::Response, String> {
@@ -32,7 +32,7 @@ impl Interception {
         let key = BreakerLabels {
             provider: provider.name.clone(),
             endpoint: self.api.as_str().to_owned(),
-            model: state.metrics.models.label(&self.model),
+            model: self.model_label.clone(),
         };
         let mut retry = 0u32;
         self.rounds += 1;
@@ -44,14 +44,14 @@ impl Interception {
                 return Ok(self.circuit_open_response(retry_after));
             }
             if let Some(dump) = &mut self.dump {
-                dump.request("POST", url, headers, &body);
+                dump.request("POST", url.as_str(), headers, &body);
             }
             if retry > 0 {
                 self.retries += 1;
             }
             let sent = Instant::now();
             let attempt = http
-                .post(url)
+                .post(url.clone())
                 .headers(headers.clone())
                 .body(body.clone())
                 .send();
@@ -96,11 +96,7 @@ impl Interception {
                 Some(wait) if !state.breakers.is_open(&key) => {
                     drop(outcome);
                     self.note(&format!("retrying in {wait:?}"));
-                    state
-                        .metrics
-                        .retries
-                        .get_or_create(&route_labels(&provider, self.api))
-                        .inc();
+                    self.route.metrics.retries.inc();
                     tokio::select! {
                         () = tokio::time::sleep(wait) => {}
                         () = state.cancel.cancelled() => {

@@ -163,7 +163,7 @@ pub struct LoopSetup {
     /// The API's half.
     pub api: &'static dyn LoopApi,
     /// Upstream URL.
-    pub url: String,
+    pub url: reqwest::Url,
     /// Upstream headers.
     pub headers: HeaderMap,
     /// The request body with tools injected.
