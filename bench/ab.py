@@ -34,21 +34,6 @@ SCENARIOS = {
 }
 
 
-def wait_drained(url, timeout=60.0):
-    """Waits until the bridge's record queue and spool are empty (recording on)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            text = bench.metrics_text(url)
-        except OSError:
-            return
-        queued = bench.metric_sum(text, r"\w*record_queue_depth ")
-        spooled = bench.metric_sum(text, r"\w*record_spool_depth ")
-        if queued == 0 and spooled == 0:
-            return
-        time.sleep(0.05)
-
-
 def start_bridge(binary, recording, mock_url, tmp, name):
     db = os.path.join(tmp, f"{name}.db")
     spool = os.path.join(tmp, name)
@@ -107,7 +92,7 @@ def main():
                 before = bench.cpu_ticks(v["proc"].pid) if v["proc"] else 0
                 res = bench.oha(args, v["url"] + path, body, conc, args.duration)
                 if v["proc"]:
-                    wait_drained(v["url"])
+                    bench.wait_drained(v["url"])
                     v["cpu"] += bench.cpu_ticks(v["proc"].pid) - before
                 v["ok"] += res["ok"]
                 v["runs"].append(res)

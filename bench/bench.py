@@ -101,6 +101,22 @@ def metric_sum(text, pattern, label_filter=""):
     return total
 
 
+def wait_drained(url, timeout=60.0):
+    """Waits until the bridge's record queue and spool are empty, so that the CPU time read
+    afterwards includes writing the run's records."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            text = metrics_text(url)
+        except OSError:
+            return
+        queued = metric_sum(text, r"\w*record_queue_depth ")
+        spooled = metric_sum(text, r"\w*record_spool_depth ")
+        if queued == 0 and spooled == 0:
+            return
+        time.sleep(0.05)
+
+
 def inflight(url):
     try:
         return int(metric_sum(metrics_text(url), r"aibridge_interceptions_inflight\{"))
@@ -248,6 +264,7 @@ def run_scenario(args, sc, direct_url, bridge_url, bridge_pid, rounds, secs):
             watch = bridge_url if sc.get("watch_inflight") else None
             with Sampler(bridge_pid, watch) as s:
                 res = oha(args, url, sc["file"], sc["conc"], secs, sc.get("count"))
+                wait_drained(bridge_url)
             cpu_ticks_total += cpu_ticks(bridge_pid) - before
             ok_total += res["ok"]
             peak_kb = max(peak_kb, s.peak_kb)

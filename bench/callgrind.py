@@ -57,12 +57,12 @@ def main():
         bridge, url = ab.start_bridge(wrapper, args.recording == "on", mock_url, tmp, "cg")
         procs.append(bridge)
         bench.oha(args, url + br_path, body, conc, count=300)
-        ab.wait_drained(url)
+        bench.wait_drained(url)
         time.sleep(1.0)
         subprocess.run(["callgrind_control", "-z", str(bridge.pid)], check=True,
                        capture_output=True)
         res = bench.oha(args, url + br_path, body, conc, count=args.requests)
-        ab.wait_drained(url, timeout=300)
+        bench.wait_drained(url, timeout=300)
         time.sleep(1.0)
         subprocess.run(["callgrind_control", "-d", str(bridge.pid)], check=True,
                        capture_output=True)

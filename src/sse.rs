@@ -25,10 +25,9 @@ impl SseEvent {
 
     /// The `(field, value)` lines of the event, comments skipped.
     pub fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.raw
-            .split(|b| *b == b'\n' || *b == b'\r')
+        lines(&self.raw)
             .filter(|line| !line.is_empty() && line[0] != b':')
-            .map(|line| match line.iter().position(|b| *b == b':') {
+            .map(|line| match memchr::memchr(b':', line) {
                 Some(i) => {
                     let value = &line[i + 1..];
                     (&line[..i], value.strip_prefix(b" ").unwrap_or(value))
@@ -65,6 +64,25 @@ impl SseEvent {
         }
         out
     }
+}
+
+/// The pieces of `raw` between `\n` and `\r` bytes (as `split` on either would give them),
+/// found with a vectorised search: observers look at every event of every stream.
+fn lines(raw: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(raw);
+    std::iter::from_fn(move || {
+        let text = rest?;
+        match memchr::memchr2(b'\n', b'\r', text) {
+            Some(i) => {
+                rest = Some(&text[i + 1..]);
+                Some(&text[..i])
+            }
+            None => {
+                rest = None;
+                Some(text)
+            }
+        }
+    })
 }
 
 /// Splits a byte stream into [`SseEvent`]s. Feed chunks with [`push`](Self::push), take
@@ -134,16 +152,15 @@ impl SseDecoder {
 fn find_event_end(buf: &[u8], from: usize) -> Option<usize> {
     let mut i = from;
     while i < buf.len() {
-        let after_terminator = match buf[i] {
-            b'\n' => i + 1,
-            b'\r' => match buf.get(i + 1) {
+        // Jump to the next `\n` or `\r`.
+        i += memchr::memchr2(b'\n', b'\r', buf.get(i..)?)?;
+        let after_terminator = if buf[i] == b'\n' {
+            i + 1
+        } else {
+            match buf.get(i + 1) {
                 None => return None,
                 Some(b'\n') => i + 2,
                 Some(_) => i + 1,
-            },
-            _ => {
-                i += 1;
-                continue;
             }
         };
         // An empty line right after a line terminator ends the event.

@@ -13,10 +13,17 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::openai::{ErrorView, UsageView, contains, content_text, read_model, read_stream};
+use super::openai::{ErrorView, UsageView, content_text, read_model, read_stream};
 use super::{
-    BadRequest, EventAction, Observation, Observer, RequestInfo, ToolCall, parse_arguments,
+    BadRequest, EventAction, Needle, Observation, Observer, RequestInfo, ToolCall, parse_arguments,
 };
+use memchr::memmem::Finder;
+
+static TOOL_CALLS: Needle = Needle::new(|| Finder::new(b"\"tool_calls\""));
+static FUNCTION_CALL: Needle = Needle::new(|| Finder::new(b"\"function_call\""));
+static ERROR: Needle = Needle::new(|| Finder::new(b"\"error\""));
+static USAGE: Needle = Needle::new(|| Finder::new(b"\"usage\""));
+static NO_USAGE: Needle = Needle::new(|| Finder::new(b"\"usage\":null"));
 use crate::sse::SseEvent;
 
 #[derive(Deserialize)]
@@ -271,10 +278,10 @@ impl Observer for ChatObserver {
         let raw = &event.raw[..];
         // Content deltas are most of a stream and say nothing the records need.
         let plain_delta = self.obs.response_id.is_some()
-            && !contains(raw, b"\"tool_calls\"")
-            && !contains(raw, b"\"function_call\"")
-            && !contains(raw, b"\"error\"")
-            && (!contains(raw, b"\"usage\"") || contains(raw, b"\"usage\":null"));
+            && !TOOL_CALLS.is_in(raw)
+            && !FUNCTION_CALL.is_in(raw)
+            && !ERROR.is_in(raw)
+            && (!USAGE.is_in(raw) || NO_USAGE.is_in(raw));
         if plain_delta {
             return EventAction::Forward;
         }

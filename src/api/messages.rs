@@ -379,8 +379,9 @@ impl Observer for MessagesObserver {
 }
 
 fn memchr_text_delta(raw: &[u8]) -> bool {
-    const NEEDLE: &[u8] = b"\"type\":\"text_delta\"";
-    raw.windows(NEEDLE.len()).any(|w| w == NEEDLE)
+    static TEXT_DELTA: super::Needle =
+        super::Needle::new(|| memchr::memmem::Finder::new(b"\"type\":\"text_delta\""));
+    TEXT_DELTA.is_in(raw)
 }
 
 #[cfg(test)]

@@ -11,8 +11,11 @@ mod openai;
 pub mod responses;
 pub mod responses_loop;
 
+use std::sync::LazyLock;
+
 use bytes::Bytes;
 use http::StatusCode;
+use memchr::memmem;
 use serde_json::{Map, Value};
 
 use crate::provider::ProviderKind;
@@ -348,6 +351,22 @@ pub fn parse_arguments(raw: &str) -> Value {
         return Value::Object(Map::new());
     }
     serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_owned()))
+}
+
+/// A short byte string looked for in every stream event (a JSON key): its vectorised
+/// searcher is built once, on first use, not once per event.
+pub(crate) struct Needle(LazyLock<memmem::Finder<'static>>);
+
+impl Needle {
+    /// A needle whose searcher `init` builds.
+    pub(crate) const fn new(init: fn() -> memmem::Finder<'static>) -> Needle {
+        Needle(LazyLock::new(init))
+    }
+
+    /// Whether `haystack` contains the needle.
+    pub(crate) fn is_in(&self, haystack: &[u8]) -> bool {
+        self.0.find(haystack).is_some()
+    }
 }
 
 #[cfg(test)]

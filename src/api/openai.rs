@@ -135,11 +135,6 @@ impl ErrorView {
     }
 }
 
-/// Whether `haystack` contains `needle` (a short JSON key such as `"usage"`).
-pub(crate) fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
