@@ -44,7 +44,8 @@ def start_bridge(binary, recording, mock_url, tmp, name):
             f'listen = "127.0.0.1:0"\n'
             f'database_url = "sqlite://{db}?mode=rwc"\n'
             f'log = "warn"\n\n'
-            f'[recording]\nenabled = {"true" if recording else "false"}\n'
+            # Only when off: builds from before the setting existed refuse unknown keys.
+            f'[recording]\n{"" if recording else "enabled = false"}\n'
             f'spool_dir = "{spool}"\n\n'
             f'[[providers]]\nname = "anthropic"\nkind = "anthropic"\nbase_url = "{mock_url}"\n\n'
             f'[[providers]]\nname = "openai"\nkind = "openai"\nbase_url = "{mock_url}/v1"\n'
