@@ -15,10 +15,8 @@ from /proc/<pid>/stat), mean over rounds, plus the load average before and after
 """
 
 import argparse
-import json
 import os
 import shutil
-import signal
 import tempfile
 import time
 
@@ -69,11 +67,8 @@ def main():
     tmp = tempfile.mkdtemp(prefix="aibridge-ab-")
     procs = []
     try:
-        mock, mock_url = bench.start([args.mock, "--listen", "127.0.0.1:0", "--deltas", "20"])
+        mock, mock_url, body = bench.start_mock(args.mock, tmp, payload)
         procs.append(mock)
-        body = os.path.join(tmp, "body.json")
-        with open(body, "w") as f:
-            json.dump(payload(), f)
         variants = []
         for spec in args.variant:
             name, _, rest = spec.partition("=")
@@ -99,10 +94,7 @@ def main():
                 v["runs"].append(res)
         load_after = os.getloadavg()
     finally:
-        for p in reversed(procs):
-            p.send_signal(signal.SIGTERM)
-        for p in reversed(procs):
-            p.wait(timeout=30)
+        bench.stop_all(procs)
         shutil.rmtree(tmp, ignore_errors=True)
 
     print(f"scenario {args.scenario}, concurrency {conc}, {args.rounds} rounds × "

@@ -84,6 +84,26 @@ class Sampler:
             self._stop.wait(0.1 if not self.metrics_url else 0.25)
 
 
+def stop_all(procs, timeout=30):
+    """SIGTERM every process (newest first), wait for each, kill what does not exit."""
+    for p in reversed(procs):
+        p.send_signal(signal.SIGTERM)
+    for p in reversed(procs):
+        try:
+            p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def start_mock(mock_bin, tmp, payload):
+    """Starts the fast mock and writes the scenario's request body; returns (proc, url, path)."""
+    mock, mock_url = start([mock_bin, "--listen", "127.0.0.1:0", "--deltas", "20"])
+    body = os.path.join(tmp, "body.json")
+    with open(body, "w") as f:
+        json.dump(payload(), f)
+    return mock, mock_url, body
+
+
 def metrics_text(url):
     with urllib.request.urlopen(url + "/metrics", timeout=5) as r:
         return r.read().decode()
@@ -426,13 +446,7 @@ def main():
         spooled = metric_sum(text, r"\w*_records_total\{", 'result="spooled"')
         hwm_mb = rss_kb(bridge.pid, "VmHWM") / 1024
     finally:
-        for p in reversed(procs):
-            p.send_signal(signal.SIGTERM)
-        for p in reversed(procs):
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs)
     rows = 0
     try:
         con = sqlite3.connect(db)

@@ -13,11 +13,9 @@ the profile to --out for `callgrind_annotate`.
 """
 
 import argparse
-import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -41,11 +39,8 @@ def main():
     tmp = tempfile.mkdtemp(prefix="aibridge-cg-")
     procs = []
     try:
-        mock, mock_url = bench.start([args.mock, "--listen", "127.0.0.1:0", "--deltas", "20"])
+        mock, mock_url, body = bench.start_mock(args.mock, tmp, payload)
         procs.append(mock)
-        body = os.path.join(tmp, "body.json")
-        with open(body, "w") as f:
-            json.dump(payload(), f)
         out = os.path.abspath(args.out)
         wrapper = os.path.join(tmp, "bridge.sh")
         with open(wrapper, "w") as f:
@@ -67,13 +62,7 @@ def main():
         subprocess.run(["callgrind_control", "-d", str(bridge.pid)], check=True,
                        capture_output=True)
     finally:
-        for p in reversed(procs):
-            p.send_signal(signal.SIGTERM)
-        for p in reversed(procs):
-            try:
-                p.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        bench.stop_all(procs, timeout=60)
         shutil.rmtree(tmp, ignore_errors=True)
 
     # The dump after zeroing is the file with the highest part number.
