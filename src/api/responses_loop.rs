@@ -231,6 +231,8 @@ struct ResponsesRewriter {
     /// This round's final response object.
     round: Option<Value>,
     held_completed: Option<Value>,
+    /// A `response.failed`, `response.incomplete` or `error` event reached the client.
+    terminal_sent: bool,
     injected_names: Vec<String>,
     /// The request fields response objects echo, as the client sent them.
     echo: Map<String, Value>,
@@ -308,6 +310,7 @@ impl StreamRewriter for ResponsesRewriter {
                 self.held_completed = Some(data);
             }
             "response.failed" | "response.incomplete" | "error" => {
+                self.terminal_sent = true;
                 if let Some(r) = data.get_mut("response") {
                     restore_echo(r, &self.echo);
                     if let Some(id) = self.id.clone() {
@@ -347,6 +350,10 @@ impl StreamRewriter for ResponsesRewriter {
     }
 
     fn end(&mut self) -> Value {
+        if self.round.is_none() {
+            // No `response.completed` in this round: an earlier round's must not stand in.
+            self.held_completed = None;
+        }
         let round = self.round.take().unwrap_or(Value::Null);
         let names = std::mem::take(&mut self.injected_names);
         let injected = |name: &str| names.iter().any(|n| n == name);
@@ -357,6 +364,19 @@ impl StreamRewriter for ResponsesRewriter {
 
     fn finish(&mut self, out: &mut Vec<Bytes>) {
         let Some(mut completed) = self.held_completed.take() else {
+            if !self.terminal_sent {
+                // The last round broke off without a terminal event: the client is told the
+                // response is incomplete (its SDK raises) rather than seeing the stream stop.
+                let error = json!({
+                    "type": "error",
+                    "code": "upstream_incomplete",
+                    "message": "the upstream stream ended before response.completed",
+                    "param": null,
+                    "sequence_number": self.next_sequence,
+                });
+                self.next_sequence += 1;
+                out.push(frame("error", &error));
+            }
             return;
         };
         if let Some(mut merged) = self.merged.take() {

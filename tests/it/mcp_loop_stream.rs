@@ -189,3 +189,68 @@ async fn keepalives_continue_while_the_next_round_is_awaited() {
     );
     assert_eq!(kinds[2], json!({"type": "message_stop"}));
 }
+
+/// A Responses stream whose model calls the injected echo tool.
+fn echo_call_responses_stream() -> String {
+    let call = json!({"type": "function_call", "id": "fc_1", "call_id": "call_1",
+                      "name": "bmcp_test_echo", "arguments": "{\"text\":\"hi\"}", "status": "completed"});
+    let response = |status: &str, output: Value| {
+        json!({"id": "resp_r1", "object": "response", "status": status, "model": "gpt-test-1",
+               "output": output, "usage": null})
+    };
+    let events = [
+        json!({"type": "response.created", "sequence_number": 0,
+               "response": response("in_progress", json!([]))}),
+        json!({"type": "response.output_item.added", "sequence_number": 1, "output_index": 0,
+               "item": {"type": "function_call", "id": "fc_1", "call_id": "call_1",
+                        "name": "bmcp_test_echo", "arguments": "", "status": "in_progress"}}),
+        json!({"type": "response.function_call_arguments.delta", "sequence_number": 2,
+               "output_index": 0, "item_id": "fc_1", "delta": "{\"text\":\"hi\"}"}),
+        json!({"type": "response.function_call_arguments.done", "sequence_number": 3,
+               "output_index": 0, "item_id": "fc_1", "arguments": "{\"text\":\"hi\"}"}),
+        json!({"type": "response.output_item.done", "sequence_number": 4, "output_index": 0,
+               "item": call}),
+        json!({"type": "response.completed", "sequence_number": 5,
+               "response": response("completed", json!([call]))}),
+    ];
+    events
+        .iter()
+        .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_responses_round_that_ends_without_its_terminal_event_ends_in_an_error_event() {
+    let (bridge, _server) = start().await;
+    bridge
+        .mock
+        .enqueue(MockResponse::sse(echo_call_responses_stream()));
+    // The second round answers 200 and then ends with no events at all.
+    bridge
+        .mock
+        .enqueue(MockResponse::fault(MockBody::StallBeforeHeaders(
+            Duration::from_millis(10),
+        )));
+    let body = json!({"model": "gpt-test-1", "stream": true, "input": "hi"});
+    let resp = bridge
+        .post("/openai/v1/responses", &[AUTH], body.to_string())
+        .await;
+    let events: Vec<Value> = timed_events(resp)
+        .await
+        .iter()
+        .filter(|(_, e)| !is_keepalive(e))
+        .map(|(_, e)| {
+            let data = e.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+            serde_json::from_str::<Value>(data).unwrap()
+        })
+        .collect();
+    // The injected call's events are hidden; the client sees the start and then the error.
+    assert_eq!(events.len(), 2, "{events:#?}");
+    assert_eq!(events[0]["type"], "response.created");
+    assert_eq!(
+        events[1],
+        json!({"type": "error", "code": "upstream_incomplete",
+               "message": "the upstream stream ended before response.completed",
+               "param": null, "sequence_number": 1})
+    );
+}
