@@ -3,38 +3,15 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
 use sea_orm::sqlx::{self, Connection};
 use serde_json::{Value, json};
 
-/// Env vars the tests' own environment may hold; each test sets what it needs.
-const CLEARED: [&str; 9] = [
-    "ANTHROPIC_API_KEY",
-    "ANTHROPIC_BASE_URL",
-    "OPENAI_API_KEY",
-    "OPENAI_BASE_URL",
-    "AIBRIDGE_LISTEN",
-    "AIBRIDGE_LOG",
-    "AIBRIDGE_DATABASE_URL",
-    "AIBRIDGE_DUMP_DIR",
-    "AIBRIDGE_CONFIG",
-];
-
-fn aibridge(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_aibridge"));
-    cmd.args(args).current_dir(dir).stdin(Stdio::null());
-    for var in CLEARED {
-        cmd.env_remove(var);
-    }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd
-}
-
 fn run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    aibridge(dir, args, env).output().unwrap()
+    crate::support::binary::command(dir, args, env)
+        .output()
+        .unwrap()
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -181,11 +158,12 @@ fn config_check_names_the_bad_path() {
 
 /// Starts `aibridge serve` with these arguments on a free port and returns it once it listens.
 fn serve(dir: &Path, args: &[&str]) -> std::process::Child {
-    let mut child = aibridge(dir, args, &[("AIBRIDGE_LISTEN", "127.0.0.1:0")])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child =
+        crate::support::binary::command(dir, args, &[("AIBRIDGE_LISTEN", "127.0.0.1:0")])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)

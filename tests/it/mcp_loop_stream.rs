@@ -56,6 +56,26 @@ async fn timed_events(resp: reqwest::Response) -> Vec<(Instant, String)> {
     events
 }
 
+/// The JSON data of each event that is not a keep-alive.
+fn visible_data(events: &[(Instant, String)]) -> Vec<Value> {
+    events
+        .iter()
+        .filter(|(_, e)| !is_keepalive(e))
+        .map(|(_, e)| {
+            let data = e.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+            serde_json::from_str::<Value>(data).unwrap()
+        })
+        .collect()
+}
+
+/// SSE frames named by each event's `type`.
+fn transcript(events: &[Value]) -> String {
+    events
+        .iter()
+        .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap()))
+        .collect()
+}
+
 fn is_keepalive(event: &str) -> bool {
     event.starts_with(':')
         || event.contains("\"type\": \"ping\"")
@@ -146,10 +166,7 @@ fn echo_call_stream() -> String {
         json!({"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": null}, "usage": {"output_tokens": 3}}),
         json!({"type": "message_stop"}),
     ];
-    events
-        .iter()
-        .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap()))
-        .collect()
+    transcript(&events)
 }
 
 #[tokio::test]
@@ -172,14 +189,7 @@ async fn keepalives_continue_while_the_next_round_is_awaited() {
     assert!(count >= 4, "{count} pings: {events:#?}");
     assert!(gap < KEEPALIVE * 2, "{gap:?} of silence: {events:#?}");
     // The client still gets a whole message: its end, with the first round's usage.
-    let kinds: Vec<Value> = events
-        .iter()
-        .filter(|(_, e)| !is_keepalive(e))
-        .map(|(_, e)| {
-            let data = e.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
-            serde_json::from_str::<Value>(data).unwrap()
-        })
-        .collect();
+    let kinds = visible_data(&events);
     assert_eq!(kinds.len(), 3, "{kinds:#?}");
     assert_eq!(kinds[0]["type"], "message_start");
     assert_eq!(
@@ -213,10 +223,7 @@ fn echo_call_responses_stream() -> String {
         json!({"type": "response.completed", "sequence_number": 5,
                "response": response("completed", json!([call]))}),
     ];
-    events
-        .iter()
-        .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap()))
-        .collect()
+    transcript(&events)
 }
 
 #[tokio::test]
@@ -235,15 +242,7 @@ async fn a_responses_round_that_ends_without_its_terminal_event_ends_in_an_error
     let resp = bridge
         .post("/openai/v1/responses", &[AUTH], body.to_string())
         .await;
-    let events: Vec<Value> = timed_events(resp)
-        .await
-        .iter()
-        .filter(|(_, e)| !is_keepalive(e))
-        .map(|(_, e)| {
-            let data = e.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
-            serde_json::from_str::<Value>(data).unwrap()
-        })
-        .collect();
+    let events = visible_data(&timed_events(resp).await);
     // The injected call's events are hidden; the client sees the start and then the error.
     assert_eq!(events.len(), 2, "{events:#?}");
     assert_eq!(events[0]["type"], "response.created");

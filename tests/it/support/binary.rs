@@ -6,6 +6,32 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+/// Env vars the tests' own environment may hold; each test sets what it needs.
+const CLEARED: [&str; 9] = [
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_BASE_URL",
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "AIBRIDGE_LISTEN",
+    "AIBRIDGE_LOG",
+    "AIBRIDGE_DATABASE_URL",
+    "AIBRIDGE_DUMP_DIR",
+    "AIBRIDGE_CONFIG",
+];
+
+/// `aibridge ARGS` run in `dir` with only these of the variables the binary reads.
+pub fn command(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_aibridge"));
+    cmd.args(args).current_dir(dir).stdin(Stdio::null());
+    for var in CLEARED {
+        cmd.env_remove(var);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
 /// A running `aibridge serve`.
 pub struct Served {
     /// The child process.
@@ -23,30 +49,10 @@ impl Served {
         let config_path = dir.join("aibridge.toml");
         std::fs::write(&config_path, config).unwrap();
         let log = dir.join("aibridge.log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_aibridge"));
-        cmd.arg("serve")
-            .arg("--config")
-            .arg(&config_path)
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
+        let config_arg = config_path.to_string_lossy();
+        let mut cmd = command(dir, &["serve", "--config", &config_arg], env);
+        cmd.stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap());
-        for var in [
-            "ANTHROPIC_API_KEY",
-            "ANTHROPIC_BASE_URL",
-            "OPENAI_API_KEY",
-            "OPENAI_BASE_URL",
-            "AIBRIDGE_LISTEN",
-            "AIBRIDGE_LOG",
-            "AIBRIDGE_DATABASE_URL",
-            "AIBRIDGE_DUMP_DIR",
-            "AIBRIDGE_CONFIG",
-        ] {
-            cmd.env_remove(var);
-        }
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
         let mut child = cmd.spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
         let mut line = String::new();
