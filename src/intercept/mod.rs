@@ -88,10 +88,12 @@ impl Interception {
         start: Start<'_>,
     ) -> Interception {
         let id = new_id();
+        // Observers need only these flags; the prompt (which can be most of a 100 KB
+        // request) and the rest go into records and are not copied.
         let request = RequestInfo {
-            prompt: None,
-            metadata: Map::new(),
-            ..start.info.clone()
+            stream: start.info.stream,
+            add_stream_usage: start.info.add_stream_usage,
+            ..RequestInfo::default()
         };
         let mut metadata: Map<String, Value> = start.info.metadata;
         if !start.actor.metadata.is_empty() {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, RuntimeErr,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr,
     Statement, TransactionTrait,
 };
 
@@ -139,25 +139,19 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
 }
 
 /// Sorts a database error into "retry later" and "this record will never fit".
-fn classify(err: DbErr) -> RecordError {
+fn classify(err: sea_orm::sqlx::Error) -> RecordError {
     use sea_orm::sqlx::error::ErrorKind;
     let rejected = match &err {
-        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
-            match e.as_ref() {
-                sea_orm::sqlx::Error::Database(db) => {
-                    let code = db.code().unwrap_or_default();
-                    !matches!(db.kind(), ErrorKind::Other)
-                        // PostgreSQL data exceptions (bad encoding, NUL in text, …).
-                        || code.starts_with("22")
-                        // SQLite: string or blob too big, datatype mismatch.
-                        || code == "18"
-                        || code == "20"
-                }
-                sea_orm::sqlx::Error::Encode(_) => true,
-                _ => false,
-            }
+        sea_orm::sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            !matches!(db.kind(), ErrorKind::Other)
+                // PostgreSQL data exceptions (bad encoding, NUL in text, …).
+                || code.starts_with("22")
+                // SQLite: string or blob too big, datatype mismatch.
+                || code == "18"
+                || code == "20"
         }
-        DbErr::Json(_) | DbErr::Type(_) => true,
+        sea_orm::sqlx::Error::Encode(_) => true,
         _ => false,
     };
     if rejected {

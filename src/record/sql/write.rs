@@ -9,19 +9,27 @@
 //! sets only the end columns, and only for rows that carry an end, so a replayed start whose
 //! row is already stored still gets its end, and a replayed start without an end never
 //! clears one. Ends whose start came in an earlier batch are applied with an `UPDATE`.
+//!
+//! The statements are written here as SQL and run through sqlx (sea-orm's driver) on the
+//! connection sea-orm opened: this is the one hot write path, and sea-orm's statement
+//! builder cost more per row than SQLite's own insert did. The statement texts are fixed
+//! (one per table and row count, made once), values are bound straight from the records
+//! without copying them into intermediate models, and both backends share one text apart
+//! from their parameter syntax. The schema itself stays in `migrations/` and the entities.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
+use std::sync::OnceLock;
 
-use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, IntoActiveModel,
-    QueryFilter, TransactionTrait,
-};
+use sea_orm::sqlx;
+use sea_orm::{DatabaseConnection, DbBackend};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::entity::{interception, model_thought, token_usage, tool_usage, user_prompt};
-use crate::record::{InterceptionEndedRecord, InterceptionRecord, Record};
+use crate::record::{
+    InterceptionEndedRecord, InterceptionRecord, ModelThoughtRecord, PromptRecord, Record,
+    TokenUsageRecord, ToolUsageRecord,
+};
 
 /// Rows per `INSERT`: well under the bind-parameter limits of SQLite and PostgreSQL.
 const ROWS_PER_INSERT: usize = 256;
@@ -35,229 +43,477 @@ fn rows_per_insert(n: usize) -> usize {
     if n == 0 { 0 } else { 1 << n.ilog2() }
 }
 
-pub(super) async fn write_batch(db: &DatabaseConnection, records: &[Record]) -> Result<(), DbErr> {
-    // Which interceptions start in this batch, and the last end of each (the one an
-    // `UPDATE` per end, applied in order, would have left).
-    let mut starts = HashSet::new();
-    let mut last_end: HashMap<Uuid, &InterceptionEndedRecord> = HashMap::new();
-    for record in records {
-        match record {
-            Record::Interception(r) => {
-                starts.insert(r.id);
+/// One table's insert: its name, columns, and what a conflicting id does.
+struct Table {
+    name: &'static str,
+    columns: &'static [&'static str],
+    on_conflict: &'static str,
+}
+
+const INTERCEPTIONS: Table = Table {
+    name: "aibridge_interceptions",
+    columns: &[
+        "id",
+        "initiator_id",
+        "provider",
+        "provider_name",
+        "api",
+        "model",
+        "client",
+        "user_agent",
+        "client_session_id",
+        "credential_kind",
+        "credential_hint",
+        "streaming",
+        "started_at",
+        "ended_at",
+        "outcome",
+        "upstream_status",
+        "attempts",
+        "metadata",
+        "ended_metadata",
+    ],
+    on_conflict: "ON CONFLICT (id) DO UPDATE SET ended_at = excluded.ended_at, \
+                  outcome = excluded.outcome, upstream_status = excluded.upstream_status, \
+                  attempts = excluded.attempts, ended_metadata = excluded.ended_metadata \
+                  WHERE excluded.ended_at IS NOT NULL",
+};
+
+const TOKEN_USAGES: Table = Table {
+    name: "aibridge_token_usages",
+    columns: &[
+        "id",
+        "interception_id",
+        "provider_response_id",
+        "input_tokens",
+        "output_tokens",
+        "cache_read_input_tokens",
+        "cache_write_input_tokens",
+        "metadata",
+        "created_at",
+    ],
+    on_conflict: "ON CONFLICT (id) DO NOTHING",
+};
+
+const USER_PROMPTS: Table = Table {
+    name: "aibridge_user_prompts",
+    columns: &[
+        "id",
+        "interception_id",
+        "provider_response_id",
+        "prompt",
+        "metadata",
+        "created_at",
+    ],
+    on_conflict: "ON CONFLICT (id) DO NOTHING",
+};
+
+const TOOL_USAGES: Table = Table {
+    name: "aibridge_tool_usages",
+    columns: &[
+        "id",
+        "interception_id",
+        "provider_response_id",
+        "provider_tool_call_id",
+        "server_url",
+        "tool",
+        "input",
+        "injected",
+        "invocation_error",
+        "metadata",
+        "created_at",
+    ],
+    on_conflict: "ON CONFLICT (id) DO NOTHING",
+};
+
+const MODEL_THOUGHTS: Table = Table {
+    name: "aibridge_model_thoughts",
+    columns: &[
+        "id",
+        "interception_id",
+        "content",
+        "metadata",
+        "created_at",
+    ],
+    on_conflict: "ON CONFLICT (id) DO NOTHING",
+};
+
+const TABLES: [&Table; 5] = [
+    &INTERCEPTIONS,
+    &TOKEN_USAGES,
+    &USER_PROMPTS,
+    &TOOL_USAGES,
+    &MODEL_THOUGHTS,
+];
+
+const UPDATE_END: &str = "UPDATE aibridge_interceptions SET ended_at = {}, outcome = {}, \
+                          upstream_status = {}, attempts = {}, ended_metadata = {} WHERE id = {}";
+
+/// How a backend writes the n-th bind parameter (1-based).
+#[derive(Clone, Copy)]
+enum Params {
+    /// SQLite: `?` (numbered left to right).
+    Question,
+    /// PostgreSQL: `$1`, `$2`, …
+    Dollar,
+}
+
+impl Params {
+    fn push(self, sql: &mut String, n: usize) {
+        match self {
+            Params::Question => sql.push('?'),
+            Params::Dollar => {
+                sql.push('$');
+                sql.push_str(&n.to_string());
             }
-            Record::InterceptionEnded(r) => {
-                last_end.insert(r.id, r);
-            }
-            _ => {}
         }
     }
-    // PostgreSQL refuses an upsert that touches one row twice: each start goes in once.
-    let mut inserted = HashSet::with_capacity(starts.len());
-    let mut interceptions = Vec::new();
-    let mut token_usages = Vec::new();
-    let mut prompts = Vec::new();
-    let mut tool_usages = Vec::new();
-    let mut thoughts = Vec::new();
-    let mut ends = Vec::new();
-    for record in records {
-        match record {
-            Record::Interception(r) => {
-                if inserted.insert(r.id) {
-                    interceptions.push(interception_row(r, last_end.get(&r.id).copied()));
-                }
+}
+
+/// Every statement text of one backend, made once.
+struct Statements {
+    /// Per table (in [`TABLES`] order), per power of two `k`: the insert of `2^k` rows.
+    inserts: Vec<Vec<String>>,
+    update_end: String,
+}
+
+impl Statements {
+    fn new(params: Params) -> Statements {
+        let powers = ROWS_PER_INSERT.ilog2() as usize + 1;
+        let inserts = TABLES
+            .iter()
+            .map(|table| {
+                (0..powers)
+                    .map(|k| insert_sql(table, 1 << k, params))
+                    .collect()
+            })
+            .collect();
+        let mut update_end = String::new();
+        for (n, part) in UPDATE_END.split("{}").enumerate() {
+            if n > 0 {
+                params.push(&mut update_end, n);
             }
-            Record::InterceptionEnded(r) => {
-                // Written with its start, or (start in an earlier batch) updated, once.
-                if !starts.contains(&r.id)
-                    && last_end.get(&r.id).is_some_and(|e| std::ptr::eq(*e, r))
-                {
-                    ends.push(r);
-                }
-            }
-            Record::TokenUsage(r) => token_usages.push(
-                token_usage::Model {
-                    id: r.id.to_string(),
-                    interception_id: r.interception_id.to_string(),
-                    provider_response_id: text(&r.provider_response_id),
-                    input_tokens: r.input_tokens,
-                    output_tokens: r.output_tokens,
-                    cache_read_input_tokens: r.cache_read_input_tokens,
-                    cache_write_input_tokens: r.cache_write_input_tokens,
-                    metadata: object(&r.extra),
-                    created_at: r.created_at,
-                }
-                .into_active_model(),
-            ),
-            Record::Prompt(r) => prompts.push(
-                user_prompt::Model {
-                    id: r.id.to_string(),
-                    interception_id: r.interception_id.to_string(),
-                    provider_response_id: text(&r.provider_response_id),
-                    prompt: text(&r.prompt),
-                    metadata: object(&r.metadata),
-                    created_at: r.created_at,
-                }
-                .into_active_model(),
-            ),
-            Record::ToolUsage(r) => tool_usages.push(
-                tool_usage::Model {
-                    id: r.id.to_string(),
-                    interception_id: r.interception_id.to_string(),
-                    provider_response_id: text(&r.provider_response_id),
-                    provider_tool_call_id: r.provider_tool_call_id.as_deref().map(text),
-                    server_url: r.server_url.as_deref().map(text),
-                    tool: text(&r.tool),
-                    input: json(&r.input),
-                    injected: r.injected,
-                    invocation_error: r.invocation_error.as_deref().map(text),
-                    metadata: object(&r.metadata),
-                    created_at: r.created_at,
-                }
-                .into_active_model(),
-            ),
-            Record::ModelThought(r) => thoughts.push(
-                model_thought::Model {
-                    id: r.id.to_string(),
-                    interception_id: r.interception_id.to_string(),
-                    content: text(&r.content),
-                    metadata: object(&r.metadata),
-                    created_at: r.created_at,
-                }
-                .into_active_model(),
-            ),
+            update_end.push_str(part);
+        }
+        Statements {
+            inserts,
+            update_end,
         }
     }
 
-    let txn = db.begin().await?;
-    upsert_interceptions(&txn, interceptions).await?;
-    insert_new::<token_usage::Entity, _>(&txn, token_usages).await?;
-    insert_new::<user_prompt::Entity, _>(&txn, prompts).await?;
-    insert_new::<tool_usage::Entity, _>(&txn, tool_usages).await?;
-    insert_new::<model_thought::Entity, _>(&txn, thoughts).await?;
-    for end in ends {
-        apply_end(&txn, end).await?;
+    fn for_backend(params: Params) -> &'static Statements {
+        static SQLITE: OnceLock<Statements> = OnceLock::new();
+        static POSTGRES: OnceLock<Statements> = OnceLock::new();
+        let cell = match params {
+            Params::Question => &SQLITE,
+            Params::Dollar => &POSTGRES,
+        };
+        cell.get_or_init(|| Statements::new(params))
     }
-    txn.commit().await
+
+    /// The insert of `rows` rows (a power of two) into table number `table`.
+    fn insert(&'static self, table: usize, rows: usize) -> &'static str {
+        &self.inserts[table][rows.ilog2() as usize]
+    }
 }
 
-/// Inserts rows whose id is not stored yet; rows already there (a replay) are skipped.
-async fn insert_new<E, A>(txn: &sea_orm::DatabaseTransaction, mut rows: Vec<A>) -> Result<(), DbErr>
-where
-    E: EntityTrait,
-    A: ActiveModelTrait<Entity = E> + Send,
-{
-    while !rows.is_empty() {
-        let rest = rows.split_off(rows_per_insert(rows.len()));
-        let chunk = std::mem::replace(&mut rows, rest);
-        E::insert_many(chunk)
-            .on_conflict_do_nothing()
-            .exec_without_returning(txn)
-            .await?;
+fn insert_sql(table: &Table, rows: usize, params: Params) -> String {
+    let mut sql = format!(
+        "INSERT INTO {} ({}) VALUES ",
+        table.name,
+        table.columns.join(", ")
+    );
+    let mut n = 0;
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for col in 0..table.columns.len() {
+            if col > 0 {
+                sql.push_str(", ");
+            }
+            n += 1;
+            params.push(&mut sql, n);
+        }
+        sql.push(')');
     }
-    Ok(())
+    sql.push(' ');
+    sql.push_str(table.on_conflict);
+    sql
 }
 
-/// The row of an interception, complete with its end when the end is known.
-fn interception_row(
-    r: &InterceptionRecord,
-    end: Option<&InterceptionEndedRecord>,
-) -> interception::ActiveModel {
-    interception::Model {
-        id: r.id.to_string(),
-        initiator_id: text(&r.initiator_id),
-        provider: text(&r.provider),
-        provider_name: text(&r.provider_name),
-        api: text(&r.api),
-        model: text(&r.model),
-        client: text(&r.client),
-        user_agent: r.user_agent.as_deref().map(text),
-        client_session_id: r.client_session_id.as_deref().map(text),
-        credential_kind: text(&r.credential_kind),
-        credential_hint: r.credential_hint.as_deref().map(text),
-        streaming: r.streaming,
-        started_at: r.started_at,
-        ended_at: end.map(|e| e.ended_at),
-        outcome: end.map(|e| e.outcome.as_str().to_owned()),
-        upstream_status: end.and_then(|e| e.upstream_status.map(i32::from)),
-        attempts: end.map(|e| attempts(e.attempts)),
-        metadata: object(&r.metadata),
-        ended_metadata: end.map(|e| object(&e.metadata)),
-    }
-    .into_active_model()
+/// A batch sorted into what each statement writes.
+#[derive(Default)]
+struct Plan<'a> {
+    /// Starts, each with its end when the end is in the same batch.
+    interceptions: Vec<(&'a InterceptionRecord, Option<&'a InterceptionEndedRecord>)>,
+    token_usages: Vec<&'a TokenUsageRecord>,
+    prompts: Vec<&'a PromptRecord>,
+    tool_usages: Vec<&'a ToolUsageRecord>,
+    thoughts: Vec<&'a ModelThoughtRecord>,
+    /// Ends whose start came in an earlier batch.
+    ends: Vec<&'a InterceptionEndedRecord>,
 }
 
-/// Inserts interception rows. A row already stored (a replay) keeps its start columns; if
-/// the new row carries an end, the stored row takes that end, as the `UPDATE` of
-/// [`apply_end`] would; if it carries none, the stored row is left alone.
-async fn upsert_interceptions(
-    txn: &sea_orm::DatabaseTransaction,
-    mut rows: Vec<interception::ActiveModel>,
-) -> Result<(), DbErr> {
-    use interception::Column;
-    let on_conflict = OnConflict::column(Column::Id)
-        .update_columns([
-            Column::EndedAt,
-            Column::Outcome,
-            Column::UpstreamStatus,
-            Column::Attempts,
-            Column::EndedMetadata,
-        ])
-        .action_and_where(Expr::col((Alias::new("excluded"), Column::EndedAt)).is_not_null())
-        .to_owned();
-    while !rows.is_empty() {
-        let rest = rows.split_off(rows_per_insert(rows.len()));
-        let chunk = std::mem::replace(&mut rows, rest);
-        interception::Entity::insert_many(chunk)
-            .on_conflict(on_conflict.clone())
-            .exec_without_returning(txn)
-            .await?;
+impl<'a> Plan<'a> {
+    fn new(records: &'a [Record]) -> Plan<'a> {
+        // Which interceptions start in this batch, and the last end of each (the one an
+        // `UPDATE` per end, applied in order, would have left).
+        let mut starts = HashSet::new();
+        let mut last_end: HashMap<Uuid, &InterceptionEndedRecord> = HashMap::new();
+        for record in records {
+            match record {
+                Record::Interception(r) => {
+                    starts.insert(r.id);
+                }
+                Record::InterceptionEnded(r) => {
+                    last_end.insert(r.id, r);
+                }
+                _ => {}
+            }
+        }
+        // PostgreSQL refuses an upsert that touches one row twice: each start goes in once.
+        let mut inserted = HashSet::with_capacity(starts.len());
+        let mut plan = Plan::default();
+        for record in records {
+            match record {
+                Record::Interception(r) => {
+                    if inserted.insert(r.id) {
+                        plan.interceptions
+                            .push((r, last_end.get(&r.id).copied()));
+                    }
+                }
+                Record::InterceptionEnded(r) => {
+                    // Written with its start, or (start in an earlier batch) updated, once.
+                    if !starts.contains(&r.id)
+                        && last_end.get(&r.id).is_some_and(|e| std::ptr::eq(*e, r))
+                    {
+                        plan.ends.push(r);
+                    }
+                }
+                Record::TokenUsage(r) => plan.token_usages.push(r),
+                Record::Prompt(r) => plan.prompts.push(r),
+                Record::ToolUsage(r) => plan.tool_usages.push(r),
+                Record::ModelThought(r) => plan.thoughts.push(r),
+            }
+        }
+        plan
     }
-    Ok(())
 }
 
-async fn apply_end(
-    txn: &sea_orm::DatabaseTransaction,
-    end: &InterceptionEndedRecord,
-) -> Result<(), DbErr> {
-    use interception::Column;
-    interception::Entity::update_many()
-        .col_expr(Column::EndedAt, Expr::value(end.ended_at))
-        .col_expr(Column::Outcome, Expr::value(end.outcome.as_str()))
-        .col_expr(
-            Column::UpstreamStatus,
-            Expr::value(end.upstream_status.map(i32::from)),
-        )
-        .col_expr(Column::Attempts, Expr::value(attempts(end.attempts)))
-        .col_expr(Column::EndedMetadata, Expr::value(object(&end.metadata)))
-        .filter(Column::Id.eq(end.id.to_string()))
-        .exec(txn)
-        .await?;
-    Ok(())
+/// Writes a batch in one transaction on `db`'s pool.
+pub(super) async fn write_batch(
+    db: &DatabaseConnection,
+    records: &[Record],
+) -> Result<(), sqlx::Error> {
+    let plan = Plan::new(records);
+    match db.get_database_backend() {
+        DbBackend::Postgres => {
+            postgres::write(db.get_postgres_connection_pool(), &plan, Params::Dollar).await
+        }
+        _ => sqlite::write(db.get_sqlite_connection_pool(), &plan, Params::Question).await,
+    }
 }
+
+/// The same writer for each backend: sqlx's types differ per database, the code does not.
+macro_rules! backend_writer {
+    ($module:ident, $db:ty) => {
+        mod $module {
+            use sea_orm::sqlx::{self, Database, Pool, query::Query};
+
+            use super::*;
+
+            type Q<'q> = Query<'q, $db, <$db as Database>::Arguments>;
+
+            pub(super) async fn write(
+                pool: &Pool<$db>,
+                plan: &Plan<'_>,
+                params: Params,
+            ) -> Result<(), sqlx::Error> {
+                let sql = Statements::for_backend(params);
+                let mut tx = pool.begin().await?;
+                insert(&mut tx, sql, 0, &plan.interceptions, |q, (r, end)| {
+                    interception(q, r, *end)
+                })
+                .await?;
+                insert(&mut tx, sql, 1, &plan.token_usages, |q, r| token_usage(q, r)).await?;
+                insert(&mut tx, sql, 2, &plan.prompts, |q, r| prompt(q, r)).await?;
+                insert(&mut tx, sql, 3, &plan.tool_usages, |q, r| tool_usage(q, r)).await?;
+                insert(&mut tx, sql, 4, &plan.thoughts, |q, r| thought(q, r)).await?;
+                for end in &plan.ends {
+                    let q = sqlx::query(sql.update_end.as_str())
+                        .bind(Some(end.ended_at))
+                        .bind(Some(end.outcome.as_str()))
+                        .bind(end.upstream_status.map(i32::from))
+                        .bind(Some(attempts(end.attempts)))
+                        .bind(Some(json_object(&end.metadata)))
+                        .bind(end.id.to_string());
+                    q.execute(&mut *tx).await?;
+                }
+                tx.commit().await
+            }
+
+            /// Inserts `rows` into table number `table`, a power of two at a time.
+            async fn insert<'q, T>(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                sql: &'static Statements,
+                table: usize,
+                mut rows: &'q [T],
+                bind: impl Fn(Q<'q>, &'q T) -> Q<'q>,
+            ) -> Result<(), sqlx::Error> {
+                while !rows.is_empty() {
+                    let (chunk, rest) = rows.split_at(rows_per_insert(rows.len()));
+                    let q = chunk
+                        .iter()
+                        .fold(sqlx::query(sql.insert(table, chunk.len())), &bind);
+                    q.execute(&mut **tx).await?;
+                    rows = rest;
+                }
+                Ok(())
+            }
+
+            fn interception<'q>(
+                q: Q<'q>,
+                r: &'q InterceptionRecord,
+                end: Option<&'q InterceptionEndedRecord>,
+            ) -> Q<'q> {
+                q.bind(r.id.to_string())
+                    .bind(text(&r.initiator_id))
+                    .bind(text(&r.provider))
+                    .bind(text(&r.provider_name))
+                    .bind(text(&r.api))
+                    .bind(text(&r.model))
+                    .bind(text(&r.client))
+                    .bind(r.user_agent.as_deref().map(text))
+                    .bind(r.client_session_id.as_deref().map(text))
+                    .bind(text(&r.credential_kind))
+                    .bind(r.credential_hint.as_deref().map(text))
+                    .bind(r.streaming)
+                    .bind(r.started_at)
+                    .bind(end.map(|e| e.ended_at))
+                    .bind(end.map(|e| e.outcome.as_str()))
+                    .bind(end.and_then(|e| e.upstream_status.map(i32::from)))
+                    .bind(end.map(|e| attempts(e.attempts)))
+                    .bind(json_object(&r.metadata))
+                    .bind(end.map(|e| json_object(&e.metadata)))
+            }
+
+            fn token_usage<'q>(q: Q<'q>, r: &'q TokenUsageRecord) -> Q<'q> {
+                q.bind(r.id.to_string())
+                    .bind(r.interception_id.to_string())
+                    .bind(text(&r.provider_response_id))
+                    .bind(r.input_tokens)
+                    .bind(r.output_tokens)
+                    .bind(r.cache_read_input_tokens)
+                    .bind(r.cache_write_input_tokens)
+                    .bind(json_object(&r.extra))
+                    .bind(r.created_at)
+            }
+
+            fn prompt<'q>(q: Q<'q>, r: &'q PromptRecord) -> Q<'q> {
+                q.bind(r.id.to_string())
+                    .bind(r.interception_id.to_string())
+                    .bind(text(&r.provider_response_id))
+                    .bind(text(&r.prompt))
+                    .bind(json_object(&r.metadata))
+                    .bind(r.created_at)
+            }
+
+            fn tool_usage<'q>(q: Q<'q>, r: &'q ToolUsageRecord) -> Q<'q> {
+                q.bind(r.id.to_string())
+                    .bind(r.interception_id.to_string())
+                    .bind(text(&r.provider_response_id))
+                    .bind(r.provider_tool_call_id.as_deref().map(text))
+                    .bind(r.server_url.as_deref().map(text))
+                    .bind(text(&r.tool))
+                    .bind(json(&r.input))
+                    .bind(r.injected)
+                    .bind(r.invocation_error.as_deref().map(text))
+                    .bind(json_object(&r.metadata))
+                    .bind(r.created_at)
+            }
+
+            fn thought<'q>(q: Q<'q>, r: &'q ModelThoughtRecord) -> Q<'q> {
+                q.bind(r.id.to_string())
+                    .bind(r.interception_id.to_string())
+                    .bind(text(&r.content))
+                    .bind(json_object(&r.metadata))
+                    .bind(r.created_at)
+            }
+        }
+    };
+}
+
+backend_writer!(sqlite, sqlx::Sqlite);
+backend_writer!(postgres, sqlx::Postgres);
 
 fn attempts(n: u32) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
 
-fn object(map: &Map<String, Value>) -> Value {
-    Value::Object(map.iter().map(|(k, v)| (text(k), json(v))).collect())
-}
-
 /// PostgreSQL refuses NUL in `text` and `jsonb`; a client can send one in any string, and the
-/// record must still be stored, so NUL becomes U+FFFD on both backends.
-fn text(s: &str) -> String {
-    if s.contains('\0') {
-        s.replace('\0', "\u{fffd}")
+/// record must still be stored, so NUL becomes U+FFFD on both backends. Text without NUL
+/// (all of it, in practice) is bound as it is, without a copy.
+fn text(s: &str) -> Cow<'_, str> {
+    if memchr::memchr(0, s.as_bytes()).is_some() {
+        Cow::Owned(s.replace('\0', "\u{fffd}"))
     } else {
-        s.to_owned()
+        Cow::Borrowed(s)
     }
 }
 
-fn json(value: &Value) -> Value {
+/// A JSON value to bind, NUL replaced as in [`text`] (copied only when it holds one).
+fn json(value: &Value) -> sqlx::types::Json<Cow<'_, Value>> {
+    sqlx::types::Json(if has_nul(value) {
+        Cow::Owned(without_nul(value))
+    } else {
+        Cow::Borrowed(value)
+    })
+}
+
+/// A metadata map to bind as a JSON object.
+fn json_object(map: &Map<String, Value>) -> sqlx::types::Json<JsonObject<'_>> {
+    sqlx::types::Json(JsonObject(map))
+}
+
+/// Serializes a map as a JSON object with NUL replaced, without building a `Value` first.
+#[derive(Debug)]
+struct JsonObject<'a>(&'a Map<String, Value>);
+
+impl serde::Serialize for JsonObject<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            if has_nul(v) || k.contains('\0') {
+                map.serialize_entry(&text(k), &without_nul(v))?;
+            } else {
+                map.serialize_entry(k, v)?;
+            }
+        }
+        map.end()
+    }
+}
+
+fn has_nul(value: &Value) -> bool {
     match value {
-        Value::String(s) => Value::String(text(s)),
-        Value::Array(items) => Value::Array(items.iter().map(json).collect()),
-        Value::Object(map) => object(map),
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(has_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
+}
+
+fn without_nul(value: &Value) -> Value {
+    match value {
+        Value::String(s) => Value::String(text(s).into_owned()),
+        Value::Array(items) => Value::Array(items.iter().map(without_nul).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (text(k).into_owned(), without_nul(v)))
+                .collect(),
+        ),
         other => other.clone(),
     }
 }
@@ -273,5 +529,34 @@ mod tests {
             .map(rows_per_insert)
             .collect();
         assert_eq!(counts, [0, 1, 2, 2, 4, 8, 128, 256, 256, 256]);
+    }
+
+    #[test]
+    fn statements_number_their_parameters_per_backend() {
+        let two = insert_sql(&MODEL_THOUGHTS, 2, Params::Dollar);
+        assert_eq!(
+            two,
+            "INSERT INTO aibridge_model_thoughts (id, interception_id, content, metadata, \
+             created_at) VALUES ($1, $2, $3, $4, $5), ($6, $7, $8, $9, $10) \
+             ON CONFLICT (id) DO NOTHING"
+        );
+        let one = insert_sql(&MODEL_THOUGHTS, 1, Params::Question);
+        assert!(one.contains("VALUES (?, ?, ?, ?, ?) ON CONFLICT"), "{one}");
+        let update = &Statements::new(Params::Dollar).update_end;
+        assert!(update.ends_with("ended_metadata = $5 WHERE id = $6"), "{update}");
+    }
+
+    #[test]
+    fn nul_is_replaced_only_where_present() {
+        assert!(matches!(text("plain"), Cow::Borrowed("plain")));
+        assert_eq!(text("a\0b"), "a\u{fffd}b");
+        let mut map = Map::new();
+        map.insert("k\0".into(), serde_json::json!({"v": ["x\0", 1]}));
+        map.insert("ok".into(), Value::from("fine"));
+        let out = serde_json::to_value(JsonObject(&map)).unwrap_or_default();
+        assert_eq!(
+            out,
+            serde_json::json!({"k\u{fffd}": {"v": ["x\u{fffd}", 1]}, "ok": "fine"})
+        );
     }
 }
