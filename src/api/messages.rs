@@ -7,7 +7,6 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 use serde::de::IgnoredAny;
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::{
@@ -17,52 +16,49 @@ use super::{
 use crate::sse::SseEvent;
 
 #[derive(Deserialize)]
-struct RequestView<'a> {
-    model: Option<Value>,
-    #[serde(default)]
-    stream: Option<Value>,
-    #[serde(borrow, default)]
-    messages: Option<Vec<&'a RawValue>>,
-    #[serde(default)]
-    metadata: Option<MetadataView>,
-}
-
-#[derive(Deserialize)]
 struct MetadataView {
     #[serde(default)]
     user_id: Option<Value>,
 }
 
-#[derive(Deserialize)]
-struct RoleView<'a> {
-    #[serde(borrow)]
-    role: Option<std::borrow::Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct UserMessageView {
-    #[serde(default)]
-    content: Value,
-}
-
-/// Reads what the bridge needs from a Messages request.
+/// Reads what the bridge needs from a Messages request: the structure is scanned
+/// ([`super::scan`]) and only `model`, `stream`, `metadata` and the last user message are
+/// decoded, so the system prompt, tools and earlier turns are skipped, not parsed.
 pub fn inspect(body: &[u8]) -> Result<RequestInfo, BadRequest> {
     super::require_object(body)?;
-    let view: RequestView<'_> = serde_json::from_slice(body)
-        .map_err(|e| BadRequest::new(format!("request body is not valid JSON: {e}")))?;
-    let model = match view.model {
-        Some(Value::String(m)) if !m.is_empty() => m,
-        Some(_) => return Err(BadRequest::new("model: must be a non-empty string")),
-        None => return Err(BadRequest::new("model: Field required")),
+    let (members, items) =
+        super::scan::members_and_elements(body, "messages").map_err(|_| super::not_json(body))?;
+    let (mut model, mut stream, mut messages, mut metadata) = (None, None, None, None);
+    for (key, raw) in members {
+        match key.as_ref() {
+            "model" => model = Some(raw),
+            "stream" => stream = Some(raw),
+            "messages" => messages = Some(raw),
+            "metadata" => metadata = Some(raw),
+            _ => {}
+        }
+    }
+    let model = match model.map(serde_json::from_slice::<Value>).transpose() {
+        Ok(Some(Value::String(m))) if !m.is_empty() => m,
+        Ok(Some(_)) => return Err(BadRequest::new("model: must be a non-empty string")),
+        Ok(None) => return Err(BadRequest::new("model: Field required")),
+        Err(_) => return Err(super::not_json(body)),
     };
-    let stream = match view.stream {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => b,
-        Some(_) => return Err(BadRequest::new("stream: Input should be a valid boolean")),
+    let stream = match stream.map(serde_json::from_slice::<Value>).transpose() {
+        Ok(None | Some(Value::Null)) => false,
+        Ok(Some(Value::Bool(b))) => b,
+        Ok(Some(_)) => return Err(BadRequest::new("stream: Input should be a valid boolean")),
+        Err(_) => return Err(super::not_json(body)),
     };
-    let prompt = view.messages.as_deref().and_then(last_user_prompt);
-    let session_id = view
-        .metadata
+    let messages = match (messages, items) {
+        (_, Some(items)) => items,
+        (None | Some(b"null"), None) => Vec::new(),
+        (Some(_), None) => return Err(BadRequest::new("messages: Input should be a valid list")),
+    };
+    let prompt = last_user_prompt(&messages);
+    let session_id = metadata
+        .and_then(|raw| serde_json::from_slice::<Option<MetadataView>>(raw).ok())
+        .flatten()
         .and_then(|m| m.user_id)
         .and_then(|v| v.as_str().and_then(super::client::session_from_user_id));
     Ok(RequestInfo {
@@ -78,15 +74,22 @@ pub fn inspect(body: &[u8]) -> Result<RequestInfo, BadRequest> {
 /// The text of the last user message: its string content, or its text blocks joined with
 /// `\n`. Claude Code adds `<system-reminder>` blocks (context, not what the user typed): they
 /// are left out. A user message holding only tool results is a continuation, not a prompt.
-fn last_user_prompt(messages: &[&RawValue]) -> Option<String> {
-    let last_user = messages.iter().rev().find(|m| {
-        serde_json::from_str::<RoleView<'_>>(m.get())
-            .ok()
-            .and_then(|v| v.role)
-            .is_some_and(|r| r == "user")
-    })?;
-    let view: UserMessageView = serde_json::from_str(last_user.get()).ok()?;
-    match view.content {
+fn last_user_prompt(messages: &[&[u8]]) -> Option<String> {
+    let content = messages.iter().rev().find_map(|m| {
+        let members = super::scan::members(m).ok()?;
+        let role = members.iter().rev().find(|(k, _)| k == "role")?.1;
+        if serde_json::from_slice::<std::borrow::Cow<'_, str>>(role).ok()? != "user" {
+            return None;
+        }
+        Some(
+            members
+                .iter()
+                .rev()
+                .find(|(k, _)| k == "content")
+                .map(|(_, v)| *v),
+        )
+    })??;
+    match serde_json::from_slice::<Value>(content).ok()? {
         Value::String(s) => Some(s),
         Value::Array(blocks) => {
             let texts: Vec<String> = blocks

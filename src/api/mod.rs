@@ -10,6 +10,7 @@ pub mod messages_loop;
 mod openai;
 pub mod responses;
 pub mod responses_loop;
+mod scan;
 
 use std::sync::LazyLock;
 
@@ -193,9 +194,16 @@ pub(crate) fn require_object(body: &[u8]) -> Result<(), BadRequest> {
     }
     match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
         Ok(_) => Err(BadRequest::new("request body must be a JSON object")),
-        Err(e) => Err(BadRequest::new(format!(
-            "request body is not valid JSON: {e}"
-        ))),
+        Err(_) => Err(not_json(body)),
+    }
+}
+
+/// The refusal of a body that is not well-formed JSON, saying where, as serde_json finds it.
+pub(crate) fn not_json(body: &[u8]) -> BadRequest {
+    match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+        Err(e) => BadRequest::new(format!("request body is not valid JSON: {e}")),
+        // Only the scanner's extra strictness (a key that is not UTF-8) gets here.
+        Ok(_) => BadRequest::new("request body is not valid JSON"),
     }
 }
 

@@ -1,0 +1,383 @@
+//! A structural JSON scanner for request bodies: it finds the raw bytes of an object's
+//! members and an array's elements without decoding what it skips.
+//!
+//! A coding client's request is mostly text the bridge never reads (system prompt, tool
+//! definitions, earlier turns with file contents), full of escapes. serde_json skips a
+//! string byte by byte; this scanner jumps from quote to backslash with `memchr`, so reading
+//! the few fields the bridge needs from a 100 KB body costs a fraction of a full parse.
+//! What the bridge reads is then decoded by serde_json from its own span.
+//!
+//! The structure is checked as strictly as JSON requires (brackets, commas, colons,
+//! literals, number syntax, nesting depth); inside skipped strings only the escapes are
+//! followed, so a raw control character or bad UTF-8 in text the bridge does not read is
+//! left for the upstream to refuse, as it would refuse it without the bridge.
+
+use memchr::memchr2;
+
+/// Nesting deeper than this is refused, as serde_json refuses it.
+const MAX_DEPTH: usize = 128;
+
+/// The body is not well-formed JSON (the caller asks serde_json for the exact message).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Malformed;
+
+/// One member of an object: its key (decoded when it holds escapes, else borrowed) and the
+/// raw bytes of its value.
+pub(crate) type Member<'a> = (std::borrow::Cow<'a, str>, &'a [u8]);
+
+/// An object's members, and the elements of one of its arrays.
+pub(crate) type Scanned<'a> = (Vec<Member<'a>>, Option<Vec<&'a [u8]>>);
+
+/// The members of the JSON object that is all of `json` (whitespace around it allowed), in
+/// order.
+pub(crate) fn members(json: &[u8]) -> Result<Vec<Member<'_>>, Malformed> {
+    members_and_elements(json, "").map(|(members, _)| members)
+}
+
+/// [`members`], and the raw elements of the array under `key` (the last such member), found
+/// in the same pass: the array is usually most of the body, and is not scanned twice.
+/// `None` when no member `key` holds an array.
+pub(crate) fn members_and_elements<'a>(
+    json: &'a [u8],
+    key: &str,
+) -> Result<Scanned<'a>, Malformed> {
+    let mut s = Scanner { b: json, i: 0 };
+    s.ws();
+    let mut out = Vec::new();
+    let mut items = None;
+    s.expect(b'{')?;
+    s.ws();
+    if s.peek() == Some(b'}') {
+        s.i += 1;
+    } else {
+        loop {
+            s.ws();
+            let name = s.key()?;
+            s.ws();
+            s.expect(b':')?;
+            s.ws();
+            let start = s.i;
+            if !key.is_empty() && name == key && s.peek() == Some(b'[') {
+                let mut found = Vec::new();
+                s.array(1, Some(&mut found))?;
+                items = Some(found);
+            } else {
+                if !key.is_empty() && name == key {
+                    items = None;
+                }
+                s.value(1)?;
+            }
+            out.push((name, &json[start..s.i]));
+            s.ws();
+            match s.next() {
+                Some(b',') => continue,
+                Some(b'}') => break,
+                _ => return Err(Malformed),
+            }
+        }
+    }
+    s.end()?;
+    Ok((out, items))
+}
+
+struct Scanner<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Scanner<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let c = self.peek()?;
+        self.i += 1;
+        Some(c)
+    }
+
+    fn expect(&mut self, c: u8) -> Result<(), Malformed> {
+        if self.next() == Some(c) {
+            Ok(())
+        } else {
+            Err(Malformed)
+        }
+    }
+
+    fn ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\n' | b'\r' | b'\t')) {
+            self.i += 1;
+        }
+    }
+
+    /// Only whitespace may follow the value.
+    fn end(&mut self) -> Result<(), Malformed> {
+        self.ws();
+        if self.i == self.b.len() {
+            Ok(())
+        } else {
+            Err(Malformed)
+        }
+    }
+
+    fn key(&mut self) -> Result<std::borrow::Cow<'a, str>, Malformed> {
+        let start = self.i;
+        let escaped = self.string()?;
+        let raw = &self.b[start..self.i];
+        if escaped {
+            serde_json::from_slice::<String>(raw)
+                .map(std::borrow::Cow::Owned)
+                .map_err(|_| Malformed)
+        } else {
+            std::str::from_utf8(&raw[1..raw.len() - 1])
+                .map(std::borrow::Cow::Borrowed)
+                .map_err(|_| Malformed)
+        }
+    }
+
+    /// Skips the string starting at the cursor; whether it held an escape.
+    fn string(&mut self) -> Result<bool, Malformed> {
+        self.expect(b'"')?;
+        let mut escaped = false;
+        loop {
+            let Some(at) = memchr2(b'"', b'\\', &self.b[self.i..]) else {
+                return Err(Malformed);
+            };
+            self.i += at;
+            if self.b[self.i] == b'"' {
+                self.i += 1;
+                return Ok(escaped);
+            }
+            escaped = true;
+            self.i += 1;
+            match self.next() {
+                Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {}
+                Some(b'u') => {
+                    let hex = self.b.get(self.i..self.i + 4).ok_or(Malformed)?;
+                    if !hex.iter().all(u8::is_ascii_hexdigit) {
+                        return Err(Malformed);
+                    }
+                    self.i += 4;
+                }
+                _ => return Err(Malformed),
+            }
+        }
+    }
+
+    /// Skips one value starting at the cursor; `depth` is its nesting level.
+    fn value(&mut self, depth: usize) -> Result<(), Malformed> {
+        if depth > MAX_DEPTH {
+            return Err(Malformed);
+        }
+        match self.peek().ok_or(Malformed)? {
+            b'"' => self.string().map(drop),
+            b'{' => {
+                self.i += 1;
+                self.ws();
+                if self.peek() == Some(b'}') {
+                    self.i += 1;
+                    return Ok(());
+                }
+                loop {
+                    self.ws();
+                    self.string()?;
+                    self.ws();
+                    self.expect(b':')?;
+                    self.ws();
+                    self.value(depth + 1)?;
+                    self.ws();
+                    match self.next() {
+                        Some(b',') => continue,
+                        Some(b'}') => return Ok(()),
+                        _ => return Err(Malformed),
+                    }
+                }
+            }
+            b'[' => self.array(depth, None),
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            b'-' | b'0'..=b'9' => self.number(),
+            _ => Err(Malformed),
+        }
+    }
+
+    /// Skips the array starting at the cursor, noting each element's bytes in `found`.
+    fn array(
+        &mut self,
+        depth: usize,
+        mut found: Option<&mut Vec<&'a [u8]>>,
+    ) -> Result<(), Malformed> {
+        if depth > MAX_DEPTH {
+            return Err(Malformed);
+        }
+        self.expect(b'[')?;
+        self.ws();
+        if self.peek() == Some(b']') {
+            self.i += 1;
+            return Ok(());
+        }
+        loop {
+            self.ws();
+            let start = self.i;
+            self.value(depth + 1)?;
+            if let Some(found) = found.as_deref_mut() {
+                found.push(&self.b[start..self.i]);
+            }
+            self.ws();
+            match self.next() {
+                Some(b',') => continue,
+                Some(b']') => return Ok(()),
+                _ => return Err(Malformed),
+            }
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Result<(), Malformed> {
+        if self.b[self.i..].starts_with(word) {
+            self.i += word.len();
+            Ok(())
+        } else {
+            Err(Malformed)
+        }
+    }
+
+    /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`
+    fn number(&mut self) -> Result<(), Malformed> {
+        if self.peek() == Some(b'-') {
+            self.i += 1;
+        }
+        match self.next() {
+            Some(b'0') => {}
+            Some(b'1'..=b'9') => self.digits(),
+            _ => return Err(Malformed),
+        }
+        if self.peek() == Some(b'.') {
+            self.i += 1;
+            self.some_digits()?;
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            self.i += 1;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.i += 1;
+            }
+            self.some_digits()?;
+        }
+        Ok(())
+    }
+
+    fn digits(&mut self) {
+        while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+            self.i += 1;
+        }
+    }
+
+    fn some_digits(&mut self) -> Result<(), Malformed> {
+        let start = self.i;
+        self.digits();
+        if self.i > start {
+            Ok(())
+        } else {
+            Err(Malformed)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    #[test]
+    fn finds_members_and_elements() {
+        let body = br#" {"model" : "m", "a\u0062c": [1, -2.5e+3, {"x": "q\"\\"}], "n": null } "#;
+        let m = members(body).unwrap();
+        let keys: Vec<&str> = m.iter().map(|(k, _)| k.as_ref()).collect();
+        assert_eq!(keys, ["model", "abc", "n"]);
+        assert_eq!(m[0].1, br#""m""#);
+        assert_eq!(m[1].1, br#"[1, -2.5e+3, {"x": "q\"\\"}]"#);
+        let (all, items) = members_and_elements(body, "abc").unwrap();
+        assert_eq!(all, m);
+        let e = [&b"1"[..], b"-2.5e+3", br#"{"x": "q\"\\"}"#];
+        assert_eq!(items.unwrap(), e);
+        assert_eq!(members_and_elements(body, "model").unwrap().1, None);
+        assert_eq!(members(b"{}").unwrap().len(), 0);
+        let empty = members_and_elements(br#"{"a": [ ]}"#, "a").unwrap().1;
+        assert_eq!(empty.map(|e| e.len()), Some(0));
+    }
+
+    #[test]
+    fn refuses_what_json_refuses() {
+        for bad in [
+            &b""[..],
+            b"{",
+            b"{}x",
+            b"[]",
+            br#"{"a" 1}"#,
+            br#"{"a":1,}"#,
+            br#"{"a":[1,,2]}"#,
+            br#"{"a":[1 2]}"#,
+            br#"{"a":tru}"#,
+            br#"{"a":01}"#,
+            br#"{"a":1.}"#,
+            br#"{"a":-}"#,
+            br#"{"a":"\x"}"#,
+            br#"{"a":"\u12g4"}"#,
+            br#"{"a":"open}"#,
+            br#"{"a":[}"#,
+            br#"{"a":{]}"#,
+            br#"{a:1}"#,
+        ] {
+            assert_eq!(
+                members(bad).err(),
+                Some(Malformed),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(200), "]".repeat(200));
+        assert_eq!(members(deep.as_bytes()).err(), Some(Malformed));
+    }
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            ".*".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
+                prop::collection::vec((".*", inner), 0..8)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// Every member's span decodes to exactly what serde_json reads for that key.
+        #[test]
+        fn spans_match_serde(map in prop::collection::vec((".*", json_value()), 0..8), pretty in any::<bool>()) {
+            let object = Value::Object(map.into_iter().collect());
+            let text = if pretty {
+                serde_json::to_string_pretty(&object).unwrap()
+            } else {
+                serde_json::to_string(&object).unwrap()
+            };
+            let found = members(text.as_bytes()).unwrap();
+            // Compared with serde's own reading of the whole text (floats parse the same way).
+            let whole: Value = serde_json::from_str(&text).unwrap();
+            let obj = whole.as_object().unwrap();
+            prop_assert_eq!(found.len(), obj.len());
+            for (key, raw) in found {
+                let decoded: Value = serde_json::from_slice(raw).unwrap();
+                prop_assert_eq!(Some(&decoded), obj.get(key.as_ref()));
+            }
+        }
+    }
+}
