@@ -80,6 +80,30 @@ pub(crate) fn members_and_elements<'a>(
     Ok((out, items))
 }
 
+/// Where the first `"` or `\\` in `s` is. Text in a coding client's request has an escape
+/// every dozen bytes or so (code, newlines), too close for `memchr`'s set-up to pay off, so
+/// the first 32 bytes are searched eight at a time in a `u64` (the lowest match of the
+/// zero-byte test is exact); longer runs go to `memchr`.
+fn quote_or_backslash(s: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    const QUOTES: u64 = ONES * b'"' as u64;
+    const BACKSLASHES: u64 = ONES * b'\\' as u64;
+    let zero_bytes = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    let mut at = 0;
+    for word in s.chunks_exact(8).take(4) {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(word);
+        let w = u64::from_le_bytes(bytes);
+        let found = zero_bytes(w ^ QUOTES) | zero_bytes(w ^ BACKSLASHES);
+        if found != 0 {
+            return Some(at + (found.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    memchr2(b'"', b'\\', &s[at..]).map(|p| at + p)
+}
+
 struct Scanner<'a> {
     b: &'a [u8],
     i: usize,
@@ -140,7 +164,7 @@ impl<'a> Scanner<'a> {
         self.expect(b'"')?;
         let mut escaped = false;
         loop {
-            let Some(at) = memchr2(b'"', b'\\', &self.b[self.i..]) else {
+            let Some(at) = quote_or_backslash(&self.b[self.i..]) else {
                 return Err(Malformed);
             };
             self.i += at;
@@ -338,6 +362,14 @@ mod tests {
         }
         let deep = format!("{{\"a\":{}{}}}", "[".repeat(200), "]".repeat(200));
         assert_eq!(members(deep.as_bytes()).err(), Some(Malformed));
+    }
+
+    proptest! {
+        #[test]
+        fn quote_or_backslash_finds_the_first(s in prop::collection::vec(prop_oneof![Just(b'"'), Just(b'\\'), Just(b'a'), any::<u8>()], 0..80)) {
+            let expected = s.iter().position(|&c| c == b'"' || c == b'\\');
+            prop_assert_eq!(quote_or_backslash(&s), expected);
+        }
     }
 
     fn json_value() -> impl Strategy<Value = Value> {
