@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::openai::{ErrorView, UsageView, content_text, read_model, read_stream};
@@ -27,42 +26,28 @@ static NO_USAGE: Needle = Needle::new(|| Finder::new(b"\"usage\":null"));
 use crate::sse::SseEvent;
 
 #[derive(Deserialize)]
-struct RequestView<'a> {
-    model: Option<Value>,
-    stream: Option<Value>,
-    #[serde(borrow)]
-    messages: Option<Vec<&'a RawValue>>,
-    stream_options: Option<StreamOptionsView>,
-}
-
-#[derive(Deserialize)]
 struct StreamOptionsView {
     include_usage: Option<Value>,
 }
 
-#[derive(Deserialize)]
-struct MessageView<'a> {
-    #[serde(borrow)]
-    role: Option<Cow<'a, str>>,
-    #[serde(default)]
-    content: Value,
-}
-
-/// Reads what the bridge needs from a Chat Completions request.
+/// Reads what the bridge needs from a Chat Completions request; the body is scanned
+/// ([`super::scan`]) and only these fields and the last user message are decoded.
 pub fn inspect(body: &[u8]) -> Result<RequestInfo, BadRequest> {
     super::require_object(body)?;
-    let view: RequestView<'_> = serde_json::from_slice(body)
-        .map_err(|e| BadRequest::new(format!("request body is not valid JSON: {e}")))?;
-    let model = read_model(view.model)?;
-    let stream = read_stream(view.stream)?;
+    let view = super::scan::Body::read(body, "messages")?;
+    let model = read_model(view.decode("model")?)?;
+    let stream = read_stream(view.decode("stream")?)?;
     let client_asked_usage = view
-        .stream_options
+        .decode::<StreamOptionsView>("stream_options")?
         .and_then(|o| o.include_usage)
         .is_some_and(|v| v == Value::Bool(true));
+    if view.items().is_none() && view.decode::<Value>("messages")?.is_some() {
+        return Err(BadRequest::new("messages: expected an array"));
+    }
     Ok(RequestInfo {
         model,
         stream,
-        prompt: view.messages.as_deref().and_then(last_user_prompt),
+        prompt: view.items().and_then(last_user_prompt),
         session_id: None,
         metadata: Map::new(),
         add_stream_usage: stream && !client_asked_usage,
@@ -71,13 +56,19 @@ pub fn inspect(body: &[u8]) -> Result<RequestInfo, BadRequest> {
 
 /// The text parts of the last user message, unless tool results follow it (then the
 /// request continues a turn and carries no new prompt).
-fn last_user_prompt(messages: &[&RawValue]) -> Option<String> {
+fn last_user_prompt(messages: &[&[u8]]) -> Option<String> {
     for raw in messages.iter().rev() {
-        let Ok(msg) = serde_json::from_str::<MessageView<'_>>(raw.get()) else {
+        let Ok(message) = super::scan::Body::read(raw, "") else {
             continue;
         };
-        match msg.role.as_deref() {
-            Some("user") => return content_text(&msg.content, "text"),
+        let Ok(role) = message.decode::<Cow<'_, str>>("role") else {
+            continue;
+        };
+        match role.as_deref() {
+            Some("user") => {
+                let content = message.decode::<Value>("content").ok().flatten()?;
+                return content_text(&content, "text");
+            }
             Some("tool" | "function") => return None,
             _ => {}
         }

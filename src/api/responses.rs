@@ -7,7 +7,6 @@
 use std::borrow::Cow;
 
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::openai::{ErrorView, UsageView, content_text, read_model, read_stream};
@@ -17,87 +16,74 @@ use super::{
 use crate::sse::SseEvent;
 
 #[derive(Deserialize)]
-struct RequestView<'a> {
-    model: Option<Value>,
-    stream: Option<Value>,
-    #[serde(borrow)]
-    input: Option<&'a RawValue>,
-    background: Option<Value>,
-    previous_response_id: Option<Value>,
-    conversation: Option<Value>,
-    client_metadata: Option<ClientMetadataView>,
-}
-
-#[derive(Deserialize)]
 struct ClientMetadataView {
     session_id: Option<Value>,
 }
 
-#[derive(Deserialize)]
-struct InputItemView<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    role: Option<Cow<'a, str>>,
-    #[serde(default)]
-    content: Value,
-}
-
-/// Reads what the bridge needs from a Responses request. `background: true` is refused:
-/// the bridge relays one response per request and cannot follow a background one.
+/// Reads what the bridge needs from a Responses request; the body is scanned
+/// ([`super::scan`]) and only these fields and the last user message are decoded.
+/// `background: true` is refused: the bridge relays one response per request and cannot
+/// follow a background one.
 pub fn inspect(body: &[u8]) -> Result<RequestInfo, BadRequest> {
     super::require_object(body)?;
-    let view: RequestView<'_> = serde_json::from_slice(body)
-        .map_err(|e| BadRequest::new(format!("request body is not valid JSON: {e}")))?;
-    let model = read_model(view.model)?;
-    let stream = read_stream(view.stream)?;
-    if view.background == Some(Value::Bool(true)) {
+    let view = super::scan::Body::read(body, "input")?;
+    let model = read_model(view.decode("model")?)?;
+    let stream = read_stream(view.decode("stream")?)?;
+    if view.decode::<Value>("background")? == Some(Value::Bool(true)) {
         return Err(BadRequest::new(
             "background: background responses are not supported through this bridge; \
              send the request without `background: true`",
         ));
     }
     let mut metadata = Map::new();
-    for (key, value) in [
-        ("previous_response_id", view.previous_response_id),
-        ("conversation", view.conversation),
-    ] {
-        if let Some(value) = value.filter(|v| !v.is_null()) {
+    for key in ["previous_response_id", "conversation"] {
+        if let Some(value) = view.decode::<Value>(key)? {
             metadata.insert(key.into(), value);
         }
     }
     let session_id = view
-        .client_metadata
+        .decode::<ClientMetadataView>("client_metadata")?
         .and_then(|m| m.session_id)
         .and_then(|v| v.as_str().filter(|s| !s.is_empty()).map(str::to_owned));
+    let prompt = match view.items() {
+        Some(items) => prompt(items),
+        None => view
+            .decode::<Value>("input")
+            .ok()
+            .flatten()
+            .and_then(|v| v.as_str().filter(|t| !t.is_empty()).map(str::to_owned)),
+    };
     Ok(RequestInfo {
         model,
         stream,
-        prompt: view.input.and_then(prompt),
+        prompt,
         session_id,
         metadata,
         add_stream_usage: false,
     })
 }
 
-/// A string `input`, or the `input_text` parts of the last user message, unless tool
-/// outputs follow it (the request continues a turn). Codex's `<environment_context>`
-/// messages are context, not prompts.
-fn prompt(input: &RawValue) -> Option<String> {
-    if let Ok(text) = serde_json::from_str::<String>(input.get()) {
-        return (!text.is_empty()).then_some(text);
-    }
-    let items: Vec<&RawValue> = serde_json::from_str(input.get()).ok()?;
+/// The `input_text` parts of the last user message, unless tool outputs follow it (the
+/// request continues a turn). Codex's `<environment_context>` messages are context, not
+/// prompts.
+fn prompt(items: &[&[u8]]) -> Option<String> {
     for raw in items.iter().rev() {
-        let Ok(item) = serde_json::from_str::<InputItemView<'_>>(raw.get()) else {
+        let Ok(item) = super::scan::Body::read(raw, "") else {
             continue;
         };
-        if item.kind.as_deref().is_some_and(|k| k.ends_with("_output")) {
+        let (Ok(kind), Ok(role)) = (
+            item.decode::<Cow<'_, str>>("type"),
+            item.decode::<Cow<'_, str>>("role"),
+        ) else {
+            continue;
+        };
+        if kind.as_deref().is_some_and(|k| k.ends_with("_output")) {
             return None;
         }
-        let is_message = item.kind.as_deref().is_none_or(|k| k == "message");
-        if is_message && item.role.as_deref() == Some("user") {
-            let text = content_text(&item.content, "input_text");
+        let is_message = kind.as_deref().is_none_or(|k| k == "message");
+        if is_message && role.as_deref() == Some("user") {
+            let content = item.decode::<Value>("content").ok().flatten()?;
+            let text = content_text(&content, "input_text");
             if text
                 .as_deref()
                 .is_some_and(|t| t.starts_with("<environment_context>"))

@@ -80,6 +80,48 @@ pub(crate) fn members_and_elements<'a>(
     Ok((out, items))
 }
 
+/// A request body read by the scanner: its top-level members, and the elements of its main
+/// list (`messages`, `input`) when that is an array.
+pub(crate) struct Body<'a> {
+    members: Vec<Member<'a>>,
+    items: Option<Vec<&'a [u8]>>,
+}
+
+impl<'a> Body<'a> {
+    /// Scans `json`, a JSON object, collecting the elements of the array under `list`.
+    pub(crate) fn read(json: &'a [u8], list: &str) -> Result<Body<'a>, super::BadRequest> {
+        let (members, items) =
+            members_and_elements(json, list).map_err(|_| super::not_json(json))?;
+        Ok(Body { members, items })
+    }
+
+    /// The raw value of member `name` (the last one, if the key repeats).
+    pub(crate) fn raw(&self, name: &str) -> Option<&'a [u8]> {
+        self.members
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| *v)
+    }
+
+    /// Member `name` decoded; `None` when absent or null.
+    pub(crate) fn decode<T: serde::de::DeserializeOwned>(
+        &self,
+        name: &str,
+    ) -> Result<Option<T>, super::BadRequest> {
+        match self.raw(name) {
+            None => Ok(None),
+            Some(raw) => serde_json::from_slice::<Option<T>>(raw)
+                .map_err(|e| super::BadRequest::new(format!("{name}: {e}"))),
+        }
+    }
+
+    /// The elements of the list, when it is an array.
+    pub(crate) fn items(&self) -> Option<&[&'a [u8]]> {
+        self.items.as_deref()
+    }
+}
+
 /// Where the first `"` or `\\` in `s` is. Text in a coding client's request has an escape
 /// every dozen bytes or so (code, newlines), too close for `memchr`'s set-up to pay off, so
 /// the first 32 bytes are searched eight at a time in a `u64` (the lowest match of the
@@ -329,6 +371,26 @@ mod tests {
         assert_eq!(members(b"{}").unwrap().len(), 0);
         let empty = members_and_elements(br#"{"a": [ ]}"#, "a").unwrap().1;
         assert_eq!(empty.map(|e| e.len()), Some(0));
+    }
+
+    #[test]
+    fn body_reads_members_by_name() {
+        let json =
+            br#"{"a": 1, "n": null, "a": "second", "list": [{"x": 1}, 2], "o": {"k": true}}"#;
+        let body = Body::read(json, "list").unwrap();
+        assert_eq!(body.raw("a"), Some(&br#""second""#[..]));
+        assert_eq!(
+            body.decode::<String>("a").unwrap().as_deref(),
+            Some("second")
+        );
+        assert_eq!(body.decode::<Value>("n").unwrap(), None);
+        assert_eq!(body.decode::<Value>("missing").unwrap(), None);
+        let err = body.decode::<bool>("o").err().map(|e| e.message);
+        assert!(err.is_some_and(|m| m.starts_with("o: invalid type")));
+        assert_eq!(body.items(), Some(&[&br#"{"x": 1}"#[..], b"2"][..]));
+        assert!(Body::read(json, "o").unwrap().items().is_none());
+        let bad = Body::read(b"{\"a\": [1,}", "a").err().map(|e| e.message);
+        assert!(bad.is_some_and(|m| m.starts_with("request body is not valid JSON: ")));
     }
 
     #[test]
