@@ -128,13 +128,7 @@ const TOOL_USAGES: Table = Table {
 
 const MODEL_THOUGHTS: Table = Table {
     name: "aibridge_model_thoughts",
-    columns: &[
-        "id",
-        "interception_id",
-        "content",
-        "metadata",
-        "created_at",
-    ],
+    columns: &["id", "interception_id", "content", "metadata", "created_at"],
     on_conflict: "ON CONFLICT (id) DO NOTHING",
 };
 
@@ -280,8 +274,7 @@ impl<'a> Plan<'a> {
             match record {
                 Record::Interception(r) => {
                     if inserted.insert(r.id) {
-                        plan.interceptions
-                            .push((r, last_end.get(&r.id).copied()));
+                        plan.interceptions.push((r, last_end.get(&r.id).copied()));
                     }
                 }
                 Record::InterceptionEnded(r) => {
@@ -337,7 +330,10 @@ macro_rules! backend_writer {
                     interception(q, r, *end)
                 })
                 .await?;
-                insert(&mut tx, sql, 1, &plan.token_usages, |q, r| token_usage(q, r)).await?;
+                insert(&mut tx, sql, 1, &plan.token_usages, |q, r| {
+                    token_usage(q, r)
+                })
+                .await?;
                 insert(&mut tx, sql, 2, &plan.prompts, |q, r| prompt(q, r)).await?;
                 insert(&mut tx, sql, 3, &plan.tool_usages, |q, r| tool_usage(q, r)).await?;
                 insert(&mut tx, sql, 4, &plan.thoughts, |q, r| thought(q, r)).await?;
@@ -543,7 +539,10 @@ mod tests {
         let one = insert_sql(&MODEL_THOUGHTS, 1, Params::Question);
         assert!(one.contains("VALUES (?, ?, ?, ?, ?) ON CONFLICT"), "{one}");
         let update = &Statements::new(Params::Dollar).update_end;
-        assert!(update.ends_with("ended_metadata = $5 WHERE id = $6"), "{update}");
+        assert!(
+            update.ends_with("ended_metadata = $5 WHERE id = $6"),
+            "{update}"
+        );
     }
 
     #[test]
