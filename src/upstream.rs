@@ -1,6 +1,7 @@
 //! Calls to a provider: the pooled HTTP client, its requests and responses, and the headers
 //! that go upstream.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -12,10 +13,11 @@ use http::{Method, Uri};
 use http_body::Frame;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
+use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpStream;
 
 use crate::actor::{ACTOR_ID_HEADER, ACTOR_METADATA_PREFIX, Actor};
 use crate::provider::{ProviderConfig, ProviderKind};
@@ -47,7 +49,7 @@ pub struct Credential {
 
 /// The client of upstream calls: hyper-util's pooled client over TCP, with TLS for
 /// `https://` upstreams (HTTP/2 when the server offers it by ALPN, else HTTP/1.1).
-pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+pub type HttpClient = Client<Connector, Full<Bytes>>;
 
 /// An upstream response: the upstream's own, or one the bridge made in its place.
 pub type UpstreamResponse = http::Response<UpstreamBody>;
@@ -86,12 +88,79 @@ pub fn build_client(connect_timeout: Duration, tls: Arc<rustls::ClientConfig>) -
     http.enforce_http(false);
     http.set_connect_timeout(Some(connect_timeout));
     http.set_nodelay(true);
-    let https = HttpsConnector::from((http, tls));
+    // reqwest's defaults, kept: a dead peer is noticed on an idle pooled connection, and
+    // data left unacknowledged for 30 s fails the connection.
+    http.set_keepalive(Some(Duration::from_secs(15)));
+    http.set_keepalive_interval(Some(Duration::from_secs(15)));
+    http.set_keepalive_retries(Some(3));
+    #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
+    http.set_tcp_user_timeout(Some(Duration::from_secs(30)));
+    let https = Connector {
+        inner: HttpsConnector::from((http, tls)),
+        timeout: connect_timeout,
+    };
     Client::builder(TokioExecutor::new())
         // Without a timer the pool would keep idle connections forever.
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .build(https)
+}
+
+/// The connector of [`HttpClient`]: TCP, then TLS for `https://`, both within the connect
+/// timeout (the TCP connector's own timeout covers only the TCP part, and a TLS handshake
+/// that hangs would otherwise wait for the much longer time-to-first-byte timeout, which
+/// is not retried).
+#[derive(Clone, Debug)]
+pub struct Connector {
+    inner: HttpsConnector<HttpConnector>,
+    timeout: Duration,
+}
+
+/// A connection that was not made within the connect timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("connection not established within {0:?}")]
+pub struct ConnectTimeout(Duration);
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type Connection = MaybeHttpsStream<TokioIo<TcpStream>>;
+
+impl tower::Service<Uri> for Connector {
+    type Response = Connection;
+    type Error = BoxError;
+    type Future = Connecting;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: Uri) -> Connecting {
+        Connecting {
+            inner: self.inner.call(uri),
+            deadline: Box::pin(tokio::time::sleep(self.timeout)),
+            timeout: self.timeout,
+        }
+    }
+}
+
+/// A connection being made, with its deadline. Unpin, as hyper-util requires.
+pub struct Connecting {
+    inner: <HttpsConnector<HttpConnector> as tower::Service<Uri>>::Future,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    timeout: Duration,
+}
+
+impl Future for Connecting {
+    type Output = Result<Connection, BoxError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Poll::Ready(done) = self.inner.as_mut().poll(cx) {
+            return Poll::Ready(done);
+        }
+        match self.deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(Box::new(ConnectTimeout(self.timeout)))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }
 
 /// An upstream request: `uri` must be absolute (scheme and host). The `Host` header and
@@ -331,6 +400,31 @@ mod tests {
         let text = error_chain(&err);
         assert!(text.starts_with("client error (Connect)"), "{text}");
         assert!(text.contains("tcp connect error"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_tls_handshake_that_hangs_ends_at_the_connect_timeout() {
+        // Accepts TCP, then never answers the TLS hello.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _held = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let client = build_client(Duration::from_millis(200), tls_config().unwrap());
+        let uri = parse_uri(&format!("https://{addr}/v1/messages")).unwrap();
+        let req = request(Method::POST, uri, HeaderMap::new(), Bytes::new());
+        let sent = std::time::Instant::now();
+        let outcome = tokio::time::timeout(Duration::from_secs(5), client.request(req)).await;
+        let err = outcome.expect("the connect timeout ended it").unwrap_err();
+        assert!(sent.elapsed() >= Duration::from_millis(200));
+        let text = error_chain(&err);
+        assert!(
+            text.contains("connection not established within 200ms"),
+            "{text}"
+        );
     }
 
     #[test]
