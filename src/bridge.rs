@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 
 use axum::body::Body;
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Limited};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -27,7 +27,7 @@ use crate::metrics::{Metrics, RejectLabels, RouteMetrics};
 use crate::provider::{ProviderConfig, ProviderKind};
 use crate::record::RecordQueue;
 use crate::resilience::Timeouts;
-use crate::upstream::upstream_headers;
+use crate::upstream::{HttpClient, build_client, parse_uri, upstream_headers};
 
 /// The header naming the interception on every bridged response.
 pub const INTERCEPTION_ID_HEADER: &str = "x-aibridge-interception-id";
@@ -37,7 +37,7 @@ pub const INTERCEPTION_ID_HEADER: &str = "x-aibridge-interception-id";
 pub enum BridgeError {
     /// The HTTP client could not be created.
     #[error("cannot build the upstream HTTP client: {0}")]
-    Client(#[from] reqwest::Error),
+    Client(#[from] crate::upstream::ClientError),
 }
 
 /// What the bridge needs to run.
@@ -65,7 +65,7 @@ pub struct BridgeOptions {
 /// Shared state of every request.
 pub struct BridgeState {
     pub(crate) providers: Vec<Arc<ProviderConfig>>,
-    pub(crate) http: reqwest::Client,
+    pub(crate) http: HttpClient,
     pub(crate) queue: RecordQueue,
     pub(crate) metrics: Metrics,
     pub(crate) limits: Limits,
@@ -74,7 +74,7 @@ pub struct BridgeState {
     pub(crate) tool_keepalive: std::time::Duration,
     pub(crate) skip_injection_models: Vec<String>,
     /// Each provider's own client (by name): it carries the provider's connect timeout.
-    pub(crate) clients: HashMap<String, reqwest::Client>,
+    pub(crate) clients: HashMap<String, HttpClient>,
     pub(crate) breakers: Breakers,
     /// Cancelled when the shutdown grace period is over: in-flight requests end at once.
     pub(crate) cancel: CancellationToken,
@@ -88,12 +88,12 @@ pub struct BridgeState {
 pub(crate) struct Route {
     pub(crate) metrics: RouteMetrics,
     /// The upstream URL of the API's own path, without a query: parsed once, not per request.
-    pub(crate) url: Result<reqwest::Url, url::ParseError>,
+    pub(crate) url: Result<Uri, String>,
 }
 
 impl BridgeState {
     /// The client for a provider's upstream calls.
-    pub(crate) fn client(&self, provider: &ProviderConfig) -> &reqwest::Client {
+    pub(crate) fn client(&self, provider: &ProviderConfig) -> &HttpClient {
         self.clients.get(&provider.name).unwrap_or(&self.http)
     }
 
@@ -104,7 +104,7 @@ impl BridgeState {
             .get_or_init(|| {
                 Arc::new(Route {
                     metrics: self.metrics.route(&provider.name, api.as_str()),
-                    url: reqwest::Url::parse(&provider.upstream_url(api.path(), None)),
+                    url: parse_uri(&provider.upstream_url(api.path(), None)),
                 })
             })
             .clone()
@@ -120,10 +120,11 @@ pub struct RequestBridge {
 impl RequestBridge {
     /// Builds a bridge.
     pub fn new(options: BridgeOptions) -> Result<RequestBridge, BridgeError> {
+        let tls = crate::upstream::tls_config()?;
         let mut clients = HashMap::with_capacity(options.providers.len());
         for p in &options.providers {
             let connect = p.resilience.timeouts.connect;
-            clients.insert(p.name.clone(), crate::upstream::build_client(connect)?);
+            clients.insert(p.name.clone(), build_client(connect, tls.clone()));
         }
         let breakers = Breakers::new(options.metrics.breaker.clone());
         let routes = options
@@ -134,7 +135,7 @@ impl RequestBridge {
         Ok(RequestBridge {
             state: Arc::new(BridgeState {
                 providers: options.providers.into_iter().map(Arc::new).collect(),
-                http: crate::upstream::build_client(Timeouts::default().connect)?,
+                http: build_client(Timeouts::default().connect, tls),
                 queue: options.queue,
                 metrics: options.metrics,
                 limits: options.limits,
@@ -327,7 +328,7 @@ async fn intercept(
     let cap = state.limits.max_response_bytes;
     let url = match (&route.url, parts.uri.query()) {
         (Ok(url), None) if rest == api.path() => Ok(url.clone()),
-        _ => reqwest::Url::parse(&provider.upstream_url(rest, parts.uri.query())),
+        _ => parse_uri(&provider.upstream_url(rest, parts.uri.query())),
     };
     let mut ic = Interception::start(
         state.clone(),
@@ -470,7 +471,7 @@ fn loop_setup(
     state: &BridgeState,
     api: ApiKind,
     body: &[u8],
-    url: &reqwest::Url,
+    url: &Uri,
     headers: &http::HeaderMap,
 ) -> Option<LoopSetup> {
     let source = state.tools.as_ref()?;

@@ -469,13 +469,18 @@ fn validate_providers(
             )
         })?;
         let base_url = trim_base(p.base_url.as_deref().unwrap_or(kind.default_base_url()));
-        if reqwest::Url::parse(&base_url).is_err()
-            || !(base_url.starts_with("http://") || base_url.starts_with("https://"))
-        {
-            return Err(invalid(
-                at("base_url"),
-                format!("`{base_url}` is not an http(s) URL"),
-            ));
+        match url::Url::parse(&base_url) {
+            Ok(url) if !url.username().is_empty() || url.password().is_some() => {
+                // Not echoed: the URL holds a secret.
+                return Err(invalid(at("base_url"), crate::upstream::CREDENTIALS_IN_URL));
+            }
+            Ok(_) if base_url.starts_with("http://") || base_url.starts_with("https://") => {}
+            _ => {
+                return Err(invalid(
+                    at("base_url"),
+                    format!("`{base_url}` is not an http(s) URL"),
+                ));
+            }
         }
         let api_key = match p.api_key_env {
             Some(var) => Some(env.var(&var).map(Secret::new).ok_or_else(|| {
@@ -641,6 +646,30 @@ mod tests {
         let err = Config::validate(raw, &env(&[])).unwrap_err();
         assert!(err.to_string().starts_with("providers[0].kind:"), "{err}");
         assert!(parse_toml("nope = 1").unwrap_err().contains("nope"));
+    }
+
+    #[test]
+    fn a_base_url_with_credentials_is_refused_without_echoing_them() {
+        for (base, accepted) in [
+            ("https://user:s3cret@api.example.com", false),
+            ("https://user@api.example.com", false),
+            ("https://api.example.com/v1", true),
+            ("ftp://api.example.com", false),
+        ] {
+            let raw: RawConfig = toml::from_str(&format!(
+                "[[providers]]\nname = \"a\"\nkind = \"openai\"\nbase_url = \"{base}\"\n"
+            ))
+            .unwrap();
+            match Config::validate(raw, &env(&[])) {
+                Ok(_) => assert!(accepted, "{base} was accepted"),
+                Err(err) => {
+                    assert!(!accepted, "{base}: {err}");
+                    let text = err.to_string();
+                    assert!(text.starts_with("providers[0].base_url:"), "{text}");
+                    assert!(!text.contains("s3cret"), "{text}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -3,8 +3,8 @@
 
 use axum::body::Body;
 use bytes::Bytes;
-use futures_util::StreamExt;
 use http::Response;
+use http_body_util::BodyExt;
 
 use crate::actor::Actor;
 use crate::api::ErrorKind;
@@ -13,7 +13,7 @@ use crate::dump::Dump;
 use crate::metrics::PassthroughLabels;
 use crate::provider::ProviderConfig;
 use crate::record::new_id;
-use crate::upstream::{client_headers, upstream_headers};
+use crate::upstream::{client_headers, error_chain, parse_uri, request, upstream_headers};
 
 /// Forwards one request and streams the answer back.
 pub async fn forward(
@@ -26,6 +26,7 @@ pub async fn forward(
 ) -> Response<Body> {
     let (headers, _) = upstream_headers(&parts.headers, provider, actor, false);
     let url = provider.upstream_url(rest, parts.uri.query());
+    let uri = parse_uri(&url);
     let count = |status: u16| {
         state
             .metrics
@@ -42,37 +43,42 @@ pub async fn forward(
         dump.request(parts.method.as_str(), &url, &headers, &body);
         dump
     });
-    let resp = state
-        .client(provider)
-        .request(parts.method.clone(), url)
-        .headers(headers)
-        .body(body)
-        .send()
-        .await;
+    let resp = match uri {
+        Ok(uri) => {
+            let req = request(parts.method.clone(), uri, headers, body);
+            state
+                .client(provider)
+                .request(req)
+                .await
+                .map_err(|e| error_chain(&e))
+        }
+        Err(e) => Err(format!("invalid upstream URL: {e}")),
+    };
     match resp {
         Ok(resp) => {
-            count(resp.status().as_u16());
-            let keep_length = resp.headers().contains_key(http::header::CONTENT_LENGTH);
+            let (head, upstream) = resp.into_parts();
+            count(head.status.as_u16());
+            let keep_length = head.headers.contains_key(http::header::CONTENT_LENGTH);
             let mut out = Response::new(Body::empty());
-            *out.status_mut() = resp.status();
-            *out.headers_mut() = client_headers(resp.headers(), keep_length);
+            *out.status_mut() = head.status;
+            *out.headers_mut() = client_headers(&head.headers, keep_length);
             *out.body_mut() = match dump.take() {
                 Some(mut dump) => {
-                    dump.response(resp.status().as_u16(), resp.headers());
-                    Body::from_stream(resp.bytes_stream().map(move |chunk| {
-                        if let Ok(bytes) = &chunk {
+                    dump.response(head.status.as_u16(), &head.headers);
+                    Body::new(upstream.map_frame(move |frame| {
+                        if let Some(bytes) = frame.data_ref() {
                             dump.body(bytes);
                         }
-                        chunk
+                        frame
                     }))
                 }
-                None => Body::from_stream(resp.bytes_stream()),
+                None => Body::new(upstream),
             };
             out
         }
         Err(e) => {
             count(0);
-            let message = format!("upstream unreachable: {}", e.without_url());
+            let message = format!("upstream unreachable: {e}");
             if let Some(dump) = &mut dump {
                 dump.note(&message);
             }

@@ -50,7 +50,7 @@ pub fn mask(value: &str) -> String {
 
 /// A database URL with its password masked, safe to print.
 pub fn redact_url(url: &str) -> String {
-    match reqwest::Url::parse(url) {
+    match url::Url::parse(url) {
         Ok(mut parsed) if parsed.password().is_some() => {
             let _ = parsed.set_password(Some("***"));
             parsed.to_string()

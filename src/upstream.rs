@@ -1,8 +1,23 @@
-//! Calls to a provider: one pooled HTTP client, and the headers that go upstream.
+//! Calls to a provider: the pooled HTTP client, its requests and responses, and the headers
+//! that go upstream.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use bytes::Bytes;
+use http::header::{Entry, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Uri};
+use http_body::Frame;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpStream;
 
 use crate::actor::{ACTOR_ID_HEADER, ACTOR_METADATA_PREFIX, Actor};
 use crate::provider::{ProviderConfig, ProviderKind};
@@ -32,16 +47,242 @@ pub struct Credential {
     pub hint: Option<String>,
 }
 
+/// The client of upstream calls: hyper-util's pooled client over TCP, with TLS for
+/// `https://` upstreams (HTTP/2 when the server offers it by ALPN, else HTTP/1.1).
+pub type HttpClient = Client<Connector, Full<Bytes>>;
+
+/// An upstream response: the upstream's own, or one the bridge made in its place.
+pub type UpstreamResponse = http::Response<UpstreamBody>;
+
+/// Why the upstream client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// TLS could not be set up, e.g. the system has no root certificates.
+    #[error("cannot set up TLS: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+/// The TLS settings of every upstream connection: the system's root certificates (verified
+/// by `rustls-platform-verifier`, as reqwest's `rustls` feature does), the aws-lc-rs crypto
+/// provider given explicitly so that no process-wide default is needed, and ALPN offering
+/// HTTP/2 and HTTP/1.1. Made once: loading the system's roots reads files.
+pub fn tls_config() -> Result<Arc<rustls::ClientConfig>, ClientError> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let verifier = rustls_platform_verifier::Verifier::new(provider.clone())?;
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// Builds a pooled client for upstream calls, with this connect timeout. There is no
 /// overall timeout: time to first byte and idle gaps are enforced by the relay, so a long
-/// stream is never cut while it is still moving.
-pub fn build_client(connect_timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
-        .connect_timeout(connect_timeout)
-        .redirect(reqwest::redirect::Policy::none())
+/// stream is never cut while it is still moving. Redirects are not followed (the client
+/// has no redirect handling at all).
+pub fn build_client(connect_timeout: Duration, tls: Arc<rustls::ClientConfig>) -> HttpClient {
+    let mut http = HttpConnector::new();
+    // The scheme is checked by the TLS connector, which hands `http://` to this one.
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(connect_timeout));
+    http.set_nodelay(true);
+    // reqwest's defaults, kept: a dead peer is noticed on an idle pooled connection, and
+    // data left unacknowledged for 30 s fails the connection.
+    http.set_keepalive(Some(Duration::from_secs(15)));
+    http.set_keepalive_interval(Some(Duration::from_secs(15)));
+    http.set_keepalive_retries(Some(3));
+    #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
+    http.set_tcp_user_timeout(Some(Duration::from_secs(30)));
+    let https = Connector {
+        inner: HttpsConnector::from((http, tls)),
+        timeout: connect_timeout,
+    };
+    Client::builder(TokioExecutor::new())
+        // Without a timer the pool would keep idle connections forever.
+        .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(90))
-        .tcp_nodelay(true)
-        .build()
+        .build(https)
+}
+
+/// The connector of [`HttpClient`]: TCP, then TLS for `https://`, both within the connect
+/// timeout (the TCP connector's own timeout covers only the TCP part, and a TLS handshake
+/// that hangs would otherwise wait for the much longer time-to-first-byte timeout, which
+/// is not retried).
+#[derive(Clone, Debug)]
+pub struct Connector {
+    inner: HttpsConnector<HttpConnector>,
+    timeout: Duration,
+}
+
+/// A connection that was not made within the connect timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("connection not established within {0:?}")]
+pub struct ConnectTimeout(Duration);
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type Connection = MaybeHttpsStream<TokioIo<TcpStream>>;
+
+impl tower::Service<Uri> for Connector {
+    type Response = Connection;
+    type Error = BoxError;
+    type Future = Connecting;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: Uri) -> Connecting {
+        Connecting {
+            inner: self.inner.call(uri),
+            deadline: Box::pin(tokio::time::sleep(self.timeout)),
+            timeout: self.timeout,
+        }
+    }
+}
+
+/// A connection being made, with its deadline. Unpin, as hyper-util requires.
+pub struct Connecting {
+    inner: <HttpsConnector<HttpConnector> as tower::Service<Uri>>::Future,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    timeout: Duration,
+}
+
+impl Future for Connecting {
+    type Output = Result<Connection, BoxError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Poll::Ready(done) = self.inner.as_mut().poll(cx) {
+            return Poll::Ready(done);
+        }
+        match self.deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(Box::new(ConnectTimeout(self.timeout)))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// An upstream request: `uri` must be absolute (scheme and host). The `Host` header and
+/// the body's length are set by the client. Like reqwest, which the bridge used before,
+/// it asks for `*/*` when the client named nothing it accepts.
+pub fn request(
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> http::Request<Full<Bytes>> {
+    let mut req = http::Request::new(Full::new(body));
+    *req.method_mut() = method;
+    *req.uri_mut() = uri;
+    *req.headers_mut() = headers;
+    if let Entry::Vacant(accept) = req.headers_mut().entry(http::header::ACCEPT) {
+        accept.insert(HeaderValue::from_static("*/*"));
+    }
+    req
+}
+
+/// Parses an upstream URL made by [`ProviderConfig::upstream_url`]. A URL `http::Uri`
+/// refuses but the `url` crate accepts (it percent-encodes what it must) is taken in the
+/// `url` crate's form. The error never holds the URL.
+///
+/// A URL with credentials (`https://user:pass@host`) is refused: the client would not
+/// turn them into an `Authorization` header, and over HTTP/2 they would go out as part of
+/// the `:authority`. Provider keys are configured by `api_key_env` instead.
+pub fn parse_uri(url: &str) -> Result<Uri, String> {
+    let uri = match Uri::try_from(url) {
+        Ok(uri) => uri,
+        Err(_) => match url::Url::parse(url) {
+            Ok(parsed) => Uri::try_from(parsed.as_str()).map_err(|e| e.to_string())?,
+            Err(e) => return Err(e.to_string()),
+        },
+    };
+    match (uri.scheme(), uri.authority()) {
+        (_, Some(authority)) if authority.as_str().contains('@') => {
+            Err(CREDENTIALS_IN_URL.to_owned())
+        }
+        (Some(_), Some(_)) => Ok(uri),
+        _ => Err("not an absolute URL".to_owned()),
+    }
+}
+
+/// Why an upstream URL with credentials is refused.
+pub const CREDENTIALS_IN_URL: &str =
+    "the base URL holds credentials: give the provider's key by api_key_env instead";
+
+/// A client error with its sources, e.g. `client error (Connect): tcp connect error:
+/// Connection refused (os error 111)`: hyper-util's own message alone says little. None of
+/// them holds the URL or headers.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let text = e.to_string();
+        // Some errors repeat their source's message in their own.
+        if !text.is_empty() && !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = e.source();
+    }
+    out
+}
+
+/// The body of an [`UpstreamResponse`].
+#[derive(Debug)]
+pub enum UpstreamBody {
+    /// The upstream's body, as it arrives.
+    Upstream(Incoming),
+    /// A body the bridge made, such as an open circuit's 503.
+    Made(Full<Bytes>),
+}
+
+impl UpstreamBody {
+    /// The next chunk of data, `None` at the end; trailers are skipped.
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>, hyper::Error> {
+        loop {
+            match self.frame().await {
+                None => return Ok(None),
+                Some(Err(e)) => return Err(e),
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        return Ok(Some(data));
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl http_body::Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            UpstreamBody::Upstream(body) => Pin::new(body).poll_frame(cx),
+            UpstreamBody::Made(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map_err(|never| match never {}),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpstreamBody::Upstream(body) => body.is_end_stream(),
+            UpstreamBody::Made(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self {
+            UpstreamBody::Upstream(body) => body.size_hint(),
+            UpstreamBody::Made(body) => body.size_hint(),
+        }
+    }
 }
 
 /// The headers to send upstream: the client's, minus hop-by-hop, the bridge's own
@@ -132,4 +373,97 @@ pub fn client_headers(upstream: &HeaderMap, keep_length: bool) -> HeaderMap {
         out.append(name.clone(), value.clone());
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_client_for_https_is_built_without_a_default_crypto_provider() {
+        // No process-wide provider is installed here: the config names its own.
+        let tls = tls_config().unwrap();
+        assert_eq!(tls.alpn_protocols, [b"h2".to_vec(), b"http/1.1".to_vec()]);
+        let client = build_client(Duration::from_secs(1), tls);
+        let uri = parse_uri("https://api.anthropic.com/v1/messages").unwrap();
+        assert_eq!(uri.scheme_str(), Some("https"));
+        // Port 1 of the loopback: refused at once, so no network is needed. The request
+        // goes through the TLS connector, which hands it to TCP first.
+        let uri = parse_uri("https://127.0.0.1:1/v1/messages").unwrap();
+        let req = request(
+            Method::POST,
+            uri,
+            HeaderMap::new(),
+            Bytes::from_static(b"{}"),
+        );
+        let err = client.request(req).await.unwrap_err();
+        let text = error_chain(&err);
+        assert!(text.starts_with("client error (Connect)"), "{text}");
+        assert!(text.contains("tcp connect error"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_tls_handshake_that_hangs_ends_at_the_connect_timeout() {
+        // Accepts TCP, then never answers the TLS hello.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _held = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let client = build_client(Duration::from_millis(200), tls_config().unwrap());
+        let uri = parse_uri(&format!("https://{addr}/v1/messages")).unwrap();
+        let req = request(Method::POST, uri, HeaderMap::new(), Bytes::new());
+        let sent = std::time::Instant::now();
+        let outcome = tokio::time::timeout(Duration::from_secs(5), client.request(req)).await;
+        let err = outcome.expect("the connect timeout ended it").unwrap_err();
+        assert!(sent.elapsed() >= Duration::from_millis(200));
+        let text = error_chain(&err);
+        assert!(
+            text.contains("connection not established within 200ms"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn upstream_uris_are_absolute_and_never_hold_credentials() {
+        let uri = parse_uri("http://127.0.0.1:9/v1/chat completions?a=b c").unwrap();
+        assert_eq!(uri.path(), "/v1/chat%20completions");
+        for bad in ["https://k:s3cret@api.openai.com/v1", "/v1/messages", "nope"] {
+            let err = parse_uri(bad).unwrap_err();
+            assert!(!err.contains("s3cret"), "{err}");
+        }
+        assert_eq!(
+            parse_uri("https://k:s3cret@api.openai.com/v1").unwrap_err(),
+            CREDENTIALS_IN_URL
+        );
+    }
+
+    #[test]
+    fn requests_accept_anything_unless_the_client_said() {
+        let uri = Uri::from_static("http://h/x");
+        let req = request(Method::GET, uri.clone(), HeaderMap::new(), Bytes::new());
+        assert_eq!(req.headers()[http::header::ACCEPT], "*/*");
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::ACCEPT,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        let req = request(Method::GET, uri, headers, Bytes::new());
+        assert_eq!(req.headers()[http::header::ACCEPT], "text/event-stream");
+    }
+
+    #[test]
+    fn error_chains_name_every_cause_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer")]
+        struct Outer(#[source] std::io::Error);
+        let err = Outer(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "refused",
+        ));
+        assert_eq!(error_chain(&err), "outer: refused");
+    }
 }

@@ -6,11 +6,12 @@ use std::time::Duration;
 use axum::body::Body;
 use bytes::{Bytes, BytesMut};
 use http::Response;
+use http_body::Body as _;
 
 use super::Interception;
 use crate::api::ErrorKind;
 use crate::record::Outcome;
-use crate::upstream::client_headers;
+use crate::upstream::{UpstreamResponse, client_headers, error_chain};
 
 /// Why a body could not be read whole.
 #[derive(Debug, thiserror::Error)]
@@ -29,13 +30,14 @@ pub enum ReadError {
 /// Reads a response body, refusing to buffer more than `cap` bytes or to wait longer
 /// than `idle` for the next chunk.
 pub async fn read_capped(
-    resp: &mut reqwest::Response,
+    resp: &mut UpstreamResponse,
     cap: usize,
     idle: Duration,
 ) -> Result<Bytes, ReadError> {
+    let body = resp.body_mut();
     let mut buf = BytesMut::new();
     loop {
-        let Ok(next) = tokio::time::timeout(idle, resp.chunk()).await else {
+        let Ok(next) = tokio::time::timeout(idle, body.chunk()).await else {
             return Err(ReadError::Idle(idle));
         };
         match next {
@@ -43,13 +45,13 @@ pub async fn read_capped(
                 if buf.len() + chunk.len() > cap {
                     return Err(ReadError::TooLarge(cap));
                 }
-                if buf.is_empty() && resp.content_length().is_none() {
+                if buf.is_empty() && body.size_hint().exact().is_none() {
                     buf.reserve(chunk.len());
                 }
                 buf.extend_from_slice(&chunk);
             }
             Ok(None) => return Ok(buf.freeze()),
-            Err(e) => return Err(ReadError::Broken(e.without_url().to_string())),
+            Err(e) => return Err(ReadError::Broken(error_chain(&e))),
         }
     }
 }
@@ -58,7 +60,7 @@ pub async fn read_capped(
 /// interception ends with `outcome` and the client's error response comes back instead.
 pub async fn read_body(
     ic: &mut Interception,
-    resp: &mut reqwest::Response,
+    resp: &mut UpstreamResponse,
     cap: usize,
     outcome: Outcome,
 ) -> Result<Bytes, Response<Body>> {
@@ -81,11 +83,7 @@ pub async fn read_body(
 }
 
 /// Relays a successful blocking response, recording what it says.
-pub async fn relay(
-    mut ic: Interception,
-    mut resp: reqwest::Response,
-    cap: usize,
-) -> Response<Body> {
+pub async fn relay(mut ic: Interception, mut resp: UpstreamResponse, cap: usize) -> Response<Body> {
     let status = resp.status();
     let body = match read_body(&mut ic, &mut resp, cap, Outcome::UpstreamUnavailable).await {
         Ok(body) => body,
@@ -107,7 +105,7 @@ pub async fn relay(
 /// Relays an upstream error response (status and body unchanged).
 pub async fn relay_error(
     mut ic: Interception,
-    mut resp: reqwest::Response,
+    mut resp: UpstreamResponse,
     cap: usize,
 ) -> Response<Body> {
     let status = resp.status();

@@ -3,11 +3,14 @@
 
 use std::time::{Duration, Instant};
 
+use http_body_util::Full;
+
 use super::Interception;
 use crate::api::{ErrorKind, error_body};
 use crate::breaker::Admission;
 use crate::metrics::BreakerLabels;
 use crate::resilience::{backoff, wait_before_retry};
+use crate::upstream::{HttpClient, UpstreamBody, UpstreamResponse, error_chain, request};
 
 impl Interception {
     /// Sends one request upstream. Every upstream call of an interception goes through
@@ -20,11 +23,11 @@ impl Interception {
     /// provider the bridge has no client of its own for.
     pub async fn send(
         &mut self,
-        http: &reqwest::Client,
-        url: &reqwest::Url,
+        http: &HttpClient,
+        url: &http::Uri,
         headers: &http::HeaderMap,
         body: bytes::Bytes,
-    ) -> Result<reqwest::Response, String> {
+    ) -> Result<UpstreamResponse, String> {
         let state = self.state.clone();
         let provider = self.provider.clone();
         let http = state.clients.get(&provider.name).unwrap_or(http);
@@ -44,20 +47,22 @@ impl Interception {
                 return Ok(self.circuit_open_response(retry_after));
             }
             if let Some(dump) = &mut self.dump {
-                dump.request("POST", url.as_str(), headers, &body);
+                dump.request("POST", &url.to_string(), headers, &body);
             }
             if retry > 0 {
                 self.retries += 1;
             }
             let sent = Instant::now();
-            let attempt = http
-                .post(url.clone())
-                .headers(headers.clone())
-                .body(body.clone())
-                .send();
+            let attempt = http.request(request(
+                http::Method::POST,
+                url.clone(),
+                headers.clone(),
+                body.clone(),
+            ));
             let (failed, wait, outcome) =
                 match tokio::time::timeout(policy.timeouts.first_byte, attempt).await {
                     Ok(Ok(resp)) => {
+                        let resp = resp.map(UpstreamBody::Upstream);
                         let status = resp.status().as_u16();
                         self.upstream_answered(Some(status), sent);
                         if let Some(dump) = &mut self.dump {
@@ -74,7 +79,7 @@ impl Interception {
                         (
                             true,
                             wait,
-                            Err(format!("upstream unreachable: {}", e.without_url())),
+                            Err(format!("upstream unreachable: {}", error_chain(&e))),
                         )
                     }
                     Err(_) => {
@@ -111,14 +116,14 @@ impl Interception {
     }
 
     /// The 503 an open circuit answers with, in the provider's error format.
-    fn circuit_open_response(&self, retry_after: Duration) -> reqwest::Response {
+    fn circuit_open_response(&self, retry_after: Duration) -> UpstreamResponse {
         let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
         let message = format!(
             "circuit breaker open for {} {}: the upstream failed repeatedly; retry after {secs}s",
             self.provider.name, self.model
         );
         let body = error_body(self.provider.kind, ErrorKind::Overloaded, &message);
-        let mut resp = http::Response::new(body);
+        let mut resp = http::Response::new(UpstreamBody::Made(Full::new(body)));
         *resp.status_mut() = ErrorKind::Overloaded.status();
         let h = resp.headers_mut();
         h.insert(
@@ -126,6 +131,6 @@ impl Interception {
             http::HeaderValue::from_static("application/json"),
         );
         h.insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
-        reqwest::Response::from(resp)
+        resp
     }
 }

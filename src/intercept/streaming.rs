@@ -13,6 +13,7 @@ use axum::body::Body;
 use bytes::Bytes;
 use futures_util::Stream;
 use http::Response;
+use http_body::Body as _;
 use tokio::time::Sleep;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
@@ -21,19 +22,18 @@ use super::{Interception, SHUTDOWN_CANCELLED};
 use crate::api::{ErrorKind, EventAction, Observer};
 use crate::record::Outcome;
 use crate::sse::SseDecoder;
-use crate::upstream::client_headers;
-
-type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
+use crate::upstream::{UpstreamBody, UpstreamResponse, client_headers, error_chain};
 
 /// Starts relaying an upstream SSE response to the client.
-pub fn relay(ic: Interception, resp: reqwest::Response) -> Response<Body> {
-    let status = resp.status();
-    let headers = client_headers(resp.headers(), false);
+pub fn relay(ic: Interception, resp: UpstreamResponse) -> Response<Body> {
+    let (parts, upstream) = resp.into_parts();
+    let status = parts.status;
+    let headers = client_headers(&parts.headers, false);
     let id = ic.id;
     let observer = ic.observer();
     let idle = ic.idle_timeout();
     let relay = Relay {
-        upstream: Box::pin(resp.bytes_stream()),
+        upstream,
         decoder: SseDecoder::default(),
         observer,
         pending: VecDeque::new(),
@@ -52,7 +52,7 @@ pub fn relay(ic: Interception, resp: reqwest::Response) -> Response<Body> {
 }
 
 struct Relay {
-    upstream: ByteStream,
+    upstream: UpstreamBody,
     decoder: SseDecoder,
     observer: Box<dyn Observer>,
     pending: VecDeque<Bytes>,
@@ -122,7 +122,7 @@ impl Stream for Relay {
                 this.fail(Outcome::Failed, SHUTDOWN_CANCELLED.to_owned());
                 continue;
             }
-            match this.upstream.as_mut().poll_next(cx) {
+            match Pin::new(&mut this.upstream).poll_frame(cx) {
                 Poll::Pending => {
                     if !this.waiting_upstream {
                         this.waiting_upstream = true;
@@ -137,8 +137,12 @@ impl Stream for Relay {
                     }
                     return Poll::Pending;
                 }
-                Poll::Ready(Some(Ok(chunk))) => {
+                Poll::Ready(Some(Ok(frame))) => {
                     this.waiting_upstream = false;
+                    // Trailers carry nothing to relay.
+                    let Ok(chunk) = frame.into_data() else {
+                        continue;
+                    };
                     if let Some(ic) = this.ic.as_mut() {
                         ic.dump_body(&chunk);
                     }
@@ -150,7 +154,7 @@ impl Stream for Relay {
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
-                    let message = format!("upstream stream broke off: {}", e.without_url());
+                    let message = format!("upstream stream broke off: {}", error_chain(&e));
                     this.fail(Outcome::UpstreamUnavailable, message);
                 }
                 Poll::Ready(None) => {

@@ -17,19 +17,18 @@ use std::time::Duration;
 
 use axum::body::Body;
 use bytes::Bytes;
-use futures_util::StreamExt;
 use http::{HeaderMap, Response};
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
-use super::blocking::read_body;
+use super::blocking::{read_body, read_capped};
 use super::{Interception, SHUTDOWN_CANCELLED};
 use crate::api::{ErrorKind, Observer};
 use crate::bridge::{BridgeState, error_response, tag};
 use crate::mcp::{InjectedTool, ToolCallResult, ToolRegistry};
 use crate::record::Outcome;
 use crate::sse::{SseDecoder, SseEvent};
-use crate::upstream::client_headers;
+use crate::upstream::{UpstreamResponse, client_headers, error_chain};
 
 /// Where injected tools come from. The MCP [`ToolRegistry`] is the real one; embedders and
 /// tests may plug in their own.
@@ -163,7 +162,7 @@ pub struct LoopSetup {
     /// The API's half.
     pub api: &'static dyn LoopApi,
     /// Upstream URL.
-    pub url: reqwest::Url,
+    pub url: http::Uri,
     /// Upstream headers.
     pub headers: HeaderMap,
     /// The request body with tools injected.
@@ -186,7 +185,7 @@ async fn send(
     state: &BridgeState,
     ic: &mut Interception,
     setup: &LoopSetup,
-) -> Result<reqwest::Response, String> {
+) -> Result<UpstreamResponse, String> {
     let body = serde_json::to_vec(&setup.body).map_err(|e| e.to_string())?;
     ic.send(&state.http, &setup.url, &setup.headers, Bytes::from(body))
         .await
@@ -391,7 +390,7 @@ async fn drive_stream(
     state: Arc<BridgeState>,
     mut ic: Interception,
     mut setup: LoopSetup,
-    first: reqwest::Response,
+    first: UpstreamResponse,
     tx: mpsc::Sender<Bytes>,
 ) {
     let api = ic.api();
@@ -416,17 +415,17 @@ async fn drive_stream(
             rewriter.begin();
             let observer = current.insert(ic.observer());
             let mut decoder = SseDecoder::default();
-            let mut upstream = next.bytes_stream();
+            let upstream = next.body_mut();
             loop {
-                let Ok(next) = tokio::time::timeout(idle, upstream.next()).await else {
+                let Ok(next) = tokio::time::timeout(idle, upstream.chunk()).await else {
                     return Err(Stop::Upstream(format!(
                         "upstream stream stalled: no data for {idle:?}"
                     )));
                 };
-                let Some(chunk) = next else { break };
-                let chunk = chunk.map_err(|e| {
-                    Stop::Upstream(format!("upstream stream broke off: {}", e.without_url()))
+                let chunk = next.map_err(|e| {
+                    Stop::Upstream(format!("upstream stream broke off: {}", error_chain(&e)))
                 })?;
+                let Some(chunk) = chunk else { break };
                 ic.dump_body(&chunk);
                 decoder.push(&chunk);
                 while let Some(event) = decoder.next_event() {
@@ -466,12 +465,16 @@ async fn drive_stream(
                 answer_calls(&mut ic, &mut setup, own, &value, &response_id, round).await;
                 send(&state, &mut ic, &setup).await
             };
-            let resp = with_keepalive(step, every, &ping, &tx)
+            let mut resp = with_keepalive(step, every, &ping, &tx)
                 .await?
                 .map_err(Stop::Upstream)?;
             if !resp.status().is_success() {
                 let status = resp.status();
-                let text = resp.text().await.unwrap_or_default();
+                let cap = state.limits.max_response_bytes;
+                let text = match read_capped(&mut resp, cap, idle).await {
+                    Ok(body) => String::from_utf8_lossy(&body).into_owned(),
+                    Err(_) => String::new(),
+                };
                 return Err(Stop::Upstream(format!(
                     "upstream status {status} inside the tool loop: {}",
                     text.chars().take(300).collect::<String>()
