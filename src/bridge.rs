@@ -78,6 +78,9 @@ pub struct BridgeState {
     pub(crate) breakers: Breakers,
     /// Cancelled when the shutdown grace period is over: in-flight requests end at once.
     pub(crate) cancel: CancellationToken,
+    /// Set just before `cancel` fires: a relay checks it on every step with one atomic
+    /// load, and waits on `cancel` (which takes a lock) only when it is about to sleep.
+    pub(crate) shutting_down: std::sync::atomic::AtomicBool,
     /// Responses ids streaming clients were shown for a tool loop's last upstream response.
     pub(crate) response_aliases: ResponseAliases,
     /// Per provider (same order as `providers`) and wire API ([`ApiKind::index`]).
@@ -146,6 +149,7 @@ impl RequestBridge {
                 clients,
                 breakers,
                 cancel: CancellationToken::new(),
+                shutting_down: std::sync::atomic::AtomicBool::new(false),
                 response_aliases: ResponseAliases::default(),
                 routes,
             }),
@@ -156,6 +160,9 @@ impl RequestBridge {
     /// format, the rest an error response, and each interception is recorded as failed.
     /// Used when the shutdown grace period is over.
     pub fn cancel_in_flight(&self) {
+        self.state
+            .shutting_down
+            .store(true, std::sync::atomic::Ordering::Release);
         self.state.cancel.cancel();
     }
 

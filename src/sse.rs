@@ -10,6 +10,10 @@ use bytes::{Bytes, BytesMut};
 /// bound.
 pub const DEFAULT_MAX_EVENT_BYTES: usize = 8 * 1024 * 1024;
 
+/// Where a line after the first might start an `event` field (then the slow path decides).
+static LATER_EVENT_LINE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"event"));
+
 /// One event: its raw bytes, including the blank line that ended it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SseEvent {
@@ -36,8 +40,17 @@ impl SseEvent {
             })
     }
 
-    /// The `event:` field, if any.
+    /// The `event:` field, if any (the last one, as the SSE spec says).
     pub fn event_type(&self) -> Option<&str> {
+        // Providers send `event:` as the first line: when no later line could be another
+        // `event` field, that line is the answer without walking the data lines.
+        if let Some(rest) = self.raw.strip_prefix(b"event:") {
+            let end = memchr::memchr2(b'\n', b'\r', rest).unwrap_or(rest.len());
+            if LATER_EVENT_LINE.find(&rest[end..]).is_none() {
+                let value = &rest[..end];
+                return std::str::from_utf8(value.strip_prefix(b" ").unwrap_or(value)).ok();
+            }
+        }
         self.fields()
             .filter(|(name, _)| *name == b"event")
             .last()
@@ -212,6 +225,25 @@ mod tests {
             .chain(rest.unwrap().to_vec())
             .collect();
         assert_eq!(joined, stream.to_vec());
+    }
+
+    #[test]
+    fn the_last_event_field_names_the_event() {
+        let ty = |raw: &'static [u8]| {
+            SseEvent::new(Bytes::from_static(raw))
+                .event_type()
+                .map(str::to_owned)
+        };
+        assert_eq!(ty(b"event: a\ndata: x\n\n").as_deref(), Some("a"));
+        assert_eq!(ty(b"event:a\r\ndata: x\r\n\r\n").as_deref(), Some("a"));
+        assert_eq!(ty(b"event: a\ndata: x\nevent: b\n\n").as_deref(), Some("b"));
+        assert_eq!(
+            ty(b"event: a\ndata: {\"event\":1}\n\n").as_deref(),
+            Some("a")
+        );
+        assert_eq!(ty(b"event: a\nevent\n\n").as_deref(), Some(""));
+        assert_eq!(ty(b"data: x\nevent: late\n\n").as_deref(), Some("late"));
+        assert_eq!(ty(b"data: x\n\n"), None);
     }
 
     #[test]

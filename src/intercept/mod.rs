@@ -199,6 +199,14 @@ impl Interception {
         self.state.limits.slow_client_after
     }
 
+    /// Whether the bridge has cancelled in-flight requests: one atomic load, for loops that
+    /// check on every step.
+    pub fn shutting_down(&self) -> bool {
+        self.state
+            .shutting_down
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// Resolves when the bridge cancels in-flight requests (shutdown grace over).
     pub fn cancelled(&self) -> tokio_util::sync::WaitForCancellationFutureOwned {
         self.state.cancel.clone().cancelled_owned()

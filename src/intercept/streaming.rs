@@ -118,12 +118,17 @@ impl Stream for Relay {
                 return Poll::Ready(None);
             }
             // Checked before the upstream, so a stream that never pauses is cancelled too.
-            if this.cancelled.as_mut().poll(cx).is_ready() {
+            if this.ic.as_ref().is_some_and(Interception::shutting_down) {
                 this.fail(Outcome::Failed, SHUTDOWN_CANCELLED.to_owned());
                 continue;
             }
             match Pin::new(&mut this.upstream).poll_frame(cx) {
                 Poll::Pending => {
+                    // About to sleep: wake on cancellation too.
+                    if this.cancelled.as_mut().poll(cx).is_ready() {
+                        this.fail(Outcome::Failed, SHUTDOWN_CANCELLED.to_owned());
+                        continue;
+                    }
                     if !this.waiting_upstream {
                         this.waiting_upstream = true;
                         let deadline = tokio::time::Instant::now() + this.idle;
