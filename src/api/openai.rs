@@ -3,7 +3,7 @@
 //! error object.
 
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::{BadRequest, Usage};
 
@@ -52,9 +52,39 @@ pub(crate) struct UsageView {
     output_tokens: Option<i64>,
     total_tokens: Option<i64>,
     #[serde(alias = "prompt_tokens_details")]
-    input_tokens_details: Option<Map<String, Value>>,
+    input_tokens_details: Option<Counts>,
     #[serde(alias = "completion_tokens_details")]
-    output_tokens_details: Option<Map<String, Value>>,
+    output_tokens_details: Option<Counts>,
+}
+
+/// The numeric members of a `*_tokens_details` object, in order; anything else in it is
+/// skipped. A plain list: read once per response, it needs no map (nor a map's hashing).
+#[derive(Default)]
+struct Counts(Vec<(String, serde_json::Number)>);
+
+impl<'de> Deserialize<'de> for Counts {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Counts;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object of token counts")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Counts, A::Error> {
+                let mut out = Vec::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if let Value::Number(n) = map.next_value::<Value>()? {
+                        out.push((key, n));
+                    }
+                }
+                Ok(Counts(out))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
 }
 
 impl UsageView {
@@ -65,26 +95,20 @@ impl UsageView {
     pub(crate) fn into_usage(self) -> Usage {
         let mut usage = Usage::default();
         let mut cached = 0;
-        for (k, v) in self.input_tokens_details.into_iter().flatten() {
-            if !v.is_number() {
-                continue;
-            }
+        for (k, v) in self.input_tokens_details.unwrap_or_default().0 {
             if k == "cached_tokens" {
                 cached = v.as_i64().unwrap_or(0);
             } else {
-                usage.extra.insert(format!("input_{k}"), v);
+                usage.extra.insert(format!("input_{k}"), Value::Number(v));
             }
         }
-        for (k, v) in self.output_tokens_details.into_iter().flatten() {
-            if !v.is_number() {
-                continue;
-            }
+        for (k, v) in self.output_tokens_details.unwrap_or_default().0 {
             let name = if k == "audio_tokens" {
                 "output_audio_tokens".to_owned()
             } else {
                 k
             };
-            usage.extra.insert(name, v);
+            usage.extra.insert(name, Value::Number(v));
         }
         if let Some(total) = self.total_tokens {
             usage
