@@ -2,6 +2,7 @@
 //! in-memory recorder behind the real recording pipeline.
 
 pub mod binary;
+pub mod proxy;
 
 use std::sync::Arc;
 use std::time::Duration;
