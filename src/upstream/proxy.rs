@@ -106,6 +106,14 @@ impl ProxyRules {
         Some(self.builder().no(self.no.as_deref().unwrap_or("")).build())
     }
 
+    /// The proxy's `host:port` (never its credentials) that calls to `url` go through, if
+    /// any. Builds a matcher: for reports, not for requests.
+    pub fn proxy_for(&self, url: &str) -> Option<String> {
+        let uri = Uri::try_from(url).ok()?;
+        let intercept = self.matcher()?.intercept(&uri)?;
+        intercept.uri().authority().map(|a| a.as_str().to_owned())
+    }
+
     /// Whether `http://` upstreams go through a proxy with credentials: their requests then
     /// carry `Proxy-Authorization`. Decided without `NO_PROXY`, which is applied per request.
     pub(crate) fn http_has_credentials(&self) -> bool {
