@@ -20,6 +20,7 @@ use crate::actor::Actor;
 use crate::api::{ApiKind, ErrorKind, RequestInfo, client, error_body};
 use crate::breaker::Breakers;
 use crate::config::Limits;
+use crate::config::ProcessEnv;
 use crate::intercept::aliases::ResponseAliases;
 use crate::intercept::tool_loop::{self, LoopSetup, Offered, ToolSource};
 use crate::intercept::{Interception, Start, blocking, streaming};
@@ -27,7 +28,7 @@ use crate::metrics::{Metrics, RejectLabels, RouteMetrics};
 use crate::provider::{ProviderConfig, ProviderKind};
 use crate::record::RecordQueue;
 use crate::resilience::Timeouts;
-use crate::upstream::{HttpClient, build_client, parse_uri, upstream_headers};
+use crate::upstream::{HttpClient, ProxyRules, build_client, parse_uri, upstream_headers};
 
 /// The header naming the interception on every bridged response.
 pub const INTERCEPTION_ID_HEADER: &str = "x-aibridge-interception-id";
@@ -114,6 +115,27 @@ impl BridgeState {
     }
 }
 
+/// Says at startup which proxy a provider's upstream calls go through (by host and port:
+/// the proxy URL's credentials are not part of it), so a misrouted egress is easy to spot.
+fn log_proxy(provider: &ProviderConfig, client: &HttpClient) {
+    let Ok(base) = parse_uri(&provider.base_url) else {
+        return;
+    };
+    if let Some(proxy) = client.proxy_for(&base) {
+        let via = proxy.authority().map_or("", |a| a.as_str());
+        if proxy.scheme_str() == Some("http") {
+            tracing::info!(provider = %provider.name, proxy = %via, "upstream calls go through a proxy");
+        } else {
+            tracing::warn!(
+                provider = %provider.name,
+                proxy = %via,
+                scheme = proxy.scheme_str().unwrap_or(""),
+                "the proxy of this provider's upstream is not an http:// proxy: its calls will fail"
+            );
+        }
+    }
+}
+
 /// The bridge as a `tower::Service`. Cheap to clone.
 #[derive(Clone)]
 pub struct RequestBridge {
@@ -127,7 +149,11 @@ impl RequestBridge {
         let mut clients = HashMap::with_capacity(options.providers.len());
         for p in &options.providers {
             let connect = p.resilience.timeouts.connect;
-            clients.insert(p.name.clone(), build_client(connect, tls.clone()));
+            // The environment is read here, once: never per request.
+            let proxies = p.proxy.rules(&ProcessEnv);
+            let client = build_client(connect, tls.clone(), &proxies);
+            log_proxy(p, &client);
+            clients.insert(p.name.clone(), client);
         }
         let breakers = Breakers::new(options.metrics.breaker.clone());
         let routes = options
@@ -138,7 +164,7 @@ impl RequestBridge {
         Ok(RequestBridge {
             state: Arc::new(BridgeState {
                 providers: options.providers.into_iter().map(Arc::new).collect(),
-                http: build_client(Timeouts::default().connect, tls),
+                http: build_client(Timeouts::default().connect, tls, &ProxyRules::default()),
                 queue: options.queue,
                 metrics: options.metrics,
                 limits: options.limits,

@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use crate::provider::{ProviderConfig, ProviderKind};
 use crate::secret::Secret;
+use crate::upstream::{Proxy, ProxyRules};
 
 /// Where environment variables come from.
 pub trait Env {
@@ -128,6 +129,9 @@ pub struct RawProvider {
     pub timeouts: Option<crate::resilience::config::RawTimeouts>,
     /// Write every request and response of this provider here (secrets masked).
     pub dump_dir: Option<String>,
+    /// The outbound proxy of this provider's calls (`http://host:port`), or `none` to go
+    /// direct; by default the proxy environment variables decide.
+    pub proxy: Option<String>,
 }
 
 /// Authentication as written.
@@ -433,6 +437,7 @@ fn default_providers(env: &dyn Env) -> Vec<ProviderConfig> {
             dump_dir: env.var("AIBRIDGE_DUMP_DIR").map(PathBuf::from),
             ..Default::default()
         },
+        proxy: Proxy::Rules(ProxyRules::from_env(env)),
     })
     .collect()
 }
@@ -503,6 +508,13 @@ fn validate_providers(
             env.var("AIBRIDGE_DUMP_DIR"),
         )
         .map_err(|(field, message)| invalid(at(&field), message))?;
+        let proxy = match p.proxy.as_deref() {
+            None => Proxy::Rules(ProxyRules::from_env(env)),
+            Some("none") => Proxy::Direct,
+            Some(url) => Proxy::Rules(ProxyRules::all(
+                validate_proxy(url).map_err(|m| invalid(at("proxy"), m))?,
+            )),
+        };
         out.push(ProviderConfig {
             name: p.name,
             kind,
@@ -510,9 +522,31 @@ fn validate_providers(
             api_key,
             send_actor_headers: p.send_actor_headers,
             resilience,
+            proxy,
         });
     }
     Ok(out)
+}
+
+/// A provider's `proxy` URL: `http://host[:port]`, without credentials (those are secrets,
+/// which the config file never holds: give such a proxy by `HTTPS_PROXY` instead). The
+/// message never echoes the value.
+fn validate_proxy(text: &str) -> Result<String, String> {
+    let url = url::Url::parse(text)
+        .map_err(|e| format!("not a proxy URL ({e}); write `http://host:port` or `none`"))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(
+            "the proxy URL holds credentials: give a proxy that needs them by \
+                    HTTPS_PROXY / HTTP_PROXY / ALL_PROXY instead"
+                .to_owned(),
+        );
+    }
+    if url.scheme() != "http" || !url.has_host() {
+        return Err(format!(
+            "`{text}` is not an http://host:port URL (only http:// proxies are supported)"
+        ));
+    }
+    Ok(text.to_owned())
 }
 
 fn validate_auth(raw: RawAuth, env: &dyn Env) -> Result<AuthConfig, ConfigError> {
@@ -736,6 +770,52 @@ mod tests {
             err.to_string().starts_with("providers[0].timeouts.idle"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn provider_proxies_from_the_file_or_the_environment() {
+        let proxy_env = env(&[
+            ("HTTPS_PROXY", "http://u:pw@corp:3128"),
+            ("no_proxy", "localhost"),
+        ]);
+        let cfg = Config::load(None, &proxy_env).unwrap();
+        for p in &cfg.providers {
+            let Proxy::Rules(rules) = &p.proxy else {
+                panic!("{:?}", p.proxy);
+            };
+            assert_eq!(rules.https.as_deref(), Some("http://u:pw@corp:3128"));
+            assert_eq!(rules.no.as_deref(), Some("localhost"));
+        }
+        let raw: RawConfig = toml::from_str(
+            "[[providers]]\nname = \"a\"\nkind = \"anthropic\"\nproxy = \"http://egress:8080\"\n\
+             [[providers]]\nname = \"b\"\nkind = \"openai\"\nproxy = \"none\"\n\
+             [[providers]]\nname = \"c\"\nkind = \"openai\"\n",
+        )
+        .unwrap();
+        let cfg = Config::validate(raw, &proxy_env).unwrap();
+        assert_eq!(
+            cfg.providers[0].proxy,
+            Proxy::Rules(ProxyRules::all("http://egress:8080"))
+        );
+        assert_eq!(cfg.providers[1].proxy, Proxy::Direct);
+        assert_eq!(
+            cfg.providers[2].proxy,
+            Proxy::Rules(ProxyRules::from_env(&proxy_env))
+        );
+        for bad in [
+            "http://alice:s3cret@egress:8080",
+            "socks5://egress:1080",
+            "egress:8080",
+            "not a url",
+        ] {
+            let raw: RawConfig = toml::from_str(&format!(
+                "[[providers]]\nname = \"a\"\nkind = \"anthropic\"\nproxy = \"{bad}\"\n"
+            ))
+            .unwrap();
+            let err = Config::validate(raw, &env(&[])).unwrap_err().to_string();
+            assert!(err.starts_with("providers[0].proxy: "), "{err}");
+            assert!(!err.contains("s3cret"), "{err}");
+        }
     }
 
     #[test]

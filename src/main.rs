@@ -137,8 +137,13 @@ fn check(path: Option<PathBuf>) -> anyhow::Result<()> {
         aibridge::secret::redact_url(&config.database_url)
     );
     for p in &config.providers {
+        let proxy = p
+            .proxy
+            .rules(&ProcessEnv)
+            .proxy_for(&p.base_url)
+            .unwrap_or_else(|| "none".to_owned());
         println!(
-            "provider {}: kind={} base_url={} key={}",
+            "provider {}: kind={} base_url={} key={} proxy={proxy}",
             p.name,
             p.kind.as_str(),
             p.base_url,

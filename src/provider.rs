@@ -62,6 +62,8 @@ pub struct ProviderConfig {
     pub send_actor_headers: bool,
     /// Retries, timeouts, circuit breaker and dumps.
     pub resilience: crate::resilience::Resilience,
+    /// The outbound proxy of upstream calls; by default the proxy environment variables'.
+    pub proxy: crate::upstream::Proxy,
 }
 
 impl ProviderConfig {
@@ -99,6 +101,7 @@ mod tests {
             api_key: None,
             send_actor_headers: false,
             resilience: Default::default(),
+            proxy: Default::default(),
         }
     }
 

@@ -14,14 +14,19 @@ use http_body::Frame;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::net::TcpStream;
+use hyper_util::client::legacy::{Client, ResponseFuture};
+use hyper_util::client::proxy::matcher::{Intercept, Matcher};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::actor::{ACTOR_ID_HEADER, ACTOR_METADATA_PREFIX, Actor};
 use crate::provider::{ProviderConfig, ProviderKind};
 use crate::secret::mask;
+
+pub mod proxy;
+
+pub use proxy::{Proxy, ProxyRules};
+use proxy::{ProxyConnector, Tcp};
 
 /// Headers that describe one hop, not the request: never forwarded.
 const HOP_BY_HOP: &[&str] = &[
@@ -48,8 +53,43 @@ pub struct Credential {
 }
 
 /// The client of upstream calls: hyper-util's pooled client over TCP, with TLS for
-/// `https://` upstreams (HTTP/2 when the server offers it by ALPN, else HTTP/1.1).
-pub type HttpClient = Client<Connector, Full<Bytes>>;
+/// `https://` upstreams (HTTP/2 when the server offers it by ALPN, else HTTP/1.1), through
+/// the outbound proxy its [`ProxyRules`] name for an upstream, if any.
+#[derive(Clone, Debug)]
+pub struct HttpClient {
+    client: Client<Connector, Full<Bytes>>,
+    /// The proxies of upstream URIs; `None` when there are none.
+    proxies: Option<Arc<Matcher>>,
+    /// Whether `http://` upstreams go through a proxy with credentials: their requests then
+    /// carry `Proxy-Authorization` (an `https://` upstream's go in a tunnel whose `CONNECT`
+    /// carries it instead).
+    http_proxy_auth: bool,
+}
+
+impl HttpClient {
+    /// Sends a request made by [`request`].
+    pub fn request(&self, mut req: http::Request<Full<Bytes>>) -> ResponseFuture {
+        if self.http_proxy_auth
+            && req.uri().scheme() == Some(&http::uri::Scheme::HTTP)
+            && let Some(intercept) = self.proxy(req.uri())
+            && let Some(auth) = intercept.basic_auth()
+        {
+            req.headers_mut()
+                .insert(http::header::PROXY_AUTHORIZATION, auth.clone());
+        }
+        self.client.request(req)
+    }
+
+    /// The proxy (`http://host:port/`, never with credentials) that calls to `uri` go
+    /// through, if any.
+    pub fn proxy_for(&self, uri: &Uri) -> Option<Uri> {
+        self.proxy(uri).map(|intercept| intercept.uri().clone())
+    }
+
+    fn proxy(&self, uri: &Uri) -> Option<Intercept> {
+        self.proxies.as_ref()?.intercept(uri)
+    }
+}
 
 /// An upstream response: the upstream's own, or one the bridge made in its place.
 pub type UpstreamResponse = http::Response<UpstreamBody>;
@@ -82,7 +122,14 @@ pub fn tls_config() -> Result<Arc<rustls::ClientConfig>, ClientError> {
 /// overall timeout: time to first byte and idle gaps are enforced by the relay, so a long
 /// stream is never cut while it is still moving. Redirects are not followed (the client
 /// has no redirect handling at all).
-pub fn build_client(connect_timeout: Duration, tls: Arc<rustls::ClientConfig>) -> HttpClient {
+///
+/// Upstreams go through the proxies of `proxies` (read once, here: per connection the
+/// connector only asks the matcher).
+pub fn build_client(
+    connect_timeout: Duration,
+    tls: Arc<rustls::ClientConfig>,
+    proxies: &ProxyRules,
+) -> HttpClient {
     let mut http = HttpConnector::new();
     // The scheme is checked by the TLS connector, which hands `http://` to this one.
     http.enforce_http(false);
@@ -95,24 +142,30 @@ pub fn build_client(connect_timeout: Duration, tls: Arc<rustls::ClientConfig>) -
     http.set_keepalive_retries(Some(3));
     #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
     http.set_tcp_user_timeout(Some(Duration::from_secs(30)));
+    let matcher = proxies.matcher().map(Arc::new);
     let https = Connector {
-        inner: HttpsConnector::from((http, tls)),
+        inner: HttpsConnector::from((ProxyConnector::new(http, matcher.clone()), tls)),
         timeout: connect_timeout,
     };
-    Client::builder(TokioExecutor::new())
+    let client = Client::builder(TokioExecutor::new())
         // Without a timer the pool would keep idle connections forever.
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(90))
-        .build(https)
+        .build(https);
+    HttpClient {
+        client,
+        http_proxy_auth: matcher.is_some() && proxies.http_has_credentials(),
+        proxies: matcher,
+    }
 }
 
-/// The connector of [`HttpClient`]: TCP, then TLS for `https://`, both within the connect
-/// timeout (the TCP connector's own timeout covers only the TCP part, and a TLS handshake
+/// The connector of [`HttpClient`]: TCP (to the upstream or through its proxy), then TLS
+/// for `https://`, all within the connect timeout (the TCP connector's own timeout covers only the TCP part, and a TLS handshake
 /// that hangs would otherwise wait for the much longer time-to-first-byte timeout, which
 /// is not retried).
 #[derive(Clone, Debug)]
 pub struct Connector {
-    inner: HttpsConnector<HttpConnector>,
+    inner: HttpsConnector<ProxyConnector>,
     timeout: Duration,
 }
 
@@ -122,7 +175,7 @@ pub struct Connector {
 pub struct ConnectTimeout(Duration);
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-type Connection = MaybeHttpsStream<TokioIo<TcpStream>>;
+type Connection = MaybeHttpsStream<Tcp>;
 
 impl tower::Service<Uri> for Connector {
     type Response = Connection;
@@ -144,7 +197,7 @@ impl tower::Service<Uri> for Connector {
 
 /// A connection being made, with its deadline. Unpin, as hyper-util requires.
 pub struct Connecting {
-    inner: <HttpsConnector<HttpConnector> as tower::Service<Uri>>::Future,
+    inner: <HttpsConnector<ProxyConnector> as tower::Service<Uri>>::Future,
     deadline: Pin<Box<tokio::time::Sleep>>,
     timeout: Duration,
 }
@@ -384,7 +437,7 @@ mod tests {
         // No process-wide provider is installed here: the config names its own.
         let tls = tls_config().unwrap();
         assert_eq!(tls.alpn_protocols, [b"h2".to_vec(), b"http/1.1".to_vec()]);
-        let client = build_client(Duration::from_secs(1), tls);
+        let client = build_client(Duration::from_secs(1), tls, &ProxyRules::default());
         let uri = parse_uri("https://api.anthropic.com/v1/messages").unwrap();
         assert_eq!(uri.scheme_str(), Some("https"));
         // Port 1 of the loopback: refused at once, so no network is needed. The request
@@ -413,7 +466,11 @@ mod tests {
                 held.push(socket);
             }
         });
-        let client = build_client(Duration::from_millis(200), tls_config().unwrap());
+        let client = build_client(
+            Duration::from_millis(200),
+            tls_config().unwrap(),
+            &ProxyRules::default(),
+        );
         let uri = parse_uri(&format!("https://{addr}/v1/messages")).unwrap();
         let req = request(Method::POST, uri, HeaderMap::new(), Bytes::new());
         let sent = std::time::Instant::now();

@@ -11,6 +11,7 @@ use aibridge::provider::{ProviderConfig, ProviderKind};
 use aibridge::record::sql::entity::{interception, token_usage, tool_usage, user_prompt};
 use aibridge::record::{Pipeline, PipelineConfig, SqlRecorder};
 use aibridge::server::{Readiness, app};
+use aibridge::upstream::Proxy;
 use aibridge::{Authenticator, BridgeOptions, RequestBridge};
 use mock_upstream::MockUpstream;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
@@ -42,6 +43,7 @@ async fn bridge(db: &TestDb, recorder: SqlRecorder) -> (String, MockUpstream, Pi
             api_key: None,
             send_actor_headers: false,
             resilience: Default::default(),
+            proxy: Proxy::Direct,
         }],
         queue,
         metrics: Metrics::register(&mut registry),

@@ -139,18 +139,21 @@ fn config_check_names_the_bad_path() {
         &[
             ("AIBRIDGE_CONFIG", good.to_str().unwrap()),
             ("AIBRIDGE_T_KEY", "sk-proj-abcdefghijklmnop1234"),
+            ("http_proxy", "http://u:pw-s3cret@corp-proxy:3128"),
         ],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(!stdout.contains("abcdefghijklmnop"), "{stdout}");
+    assert!(!stdout.contains("s3cret"), "{stdout}");
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(
         lines[..3],
         ["config ok", "listen: 127.0.0.1:9999", "database_url: log"]
     );
     assert!(
-        lines[3].starts_with("provider corp: kind=openai base_url=http://127.0.0.1:1/v1 key="),
+        lines[3].starts_with("provider corp: kind=openai base_url=http://127.0.0.1:1/v1 key=")
+            && lines[3].ends_with(" proxy=corp-proxy:3128"),
         "{stdout}"
     );
     assert_eq!(lines[4], "auth: 0 virtual key(s), trusted headers off");

@@ -8,6 +8,7 @@ use aibridge::config::Limits;
 use aibridge::metrics::{Metrics, new_registry};
 use aibridge::provider::{ProviderConfig, ProviderKind};
 use aibridge::record::{MemoryRecorder, Pipeline, PipelineConfig};
+use aibridge::upstream::Proxy;
 use aibridge::{BridgeOptions, RequestBridge};
 use axum::Router;
 use axum::routing::get;
@@ -37,6 +38,7 @@ fn bridge(mock: &MockUpstream, recorder: &MemoryRecorder) -> (RequestBridge, Pip
             api_key: None,
             send_actor_headers: false,
             resilience: Default::default(),
+            proxy: Proxy::Direct,
         }],
         queue,
         metrics: Metrics::register(&mut new_registry()),

@@ -19,6 +19,7 @@ mod mcp_loop_stream;
 mod mcp_registry;
 mod openai_chat;
 mod openai_responses;
+mod proxy;
 mod relay;
 mod resilience;
 mod secrets;

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 /// Env vars the tests' own environment may hold; each test sets what it needs.
-const CLEARED: [&str; 9] = [
+const CLEARED: [&str; 17] = [
     "ANTHROPIC_API_KEY",
     "ANTHROPIC_BASE_URL",
     "OPENAI_API_KEY",
@@ -17,6 +17,14 @@ const CLEARED: [&str; 9] = [
     "AIBRIDGE_DATABASE_URL",
     "AIBRIDGE_DUMP_DIR",
     "AIBRIDGE_CONFIG",
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
 ];
 
 /// `aibridge ARGS` run in `dir` with only these of the variables the binary reads.

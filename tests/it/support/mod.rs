@@ -2,6 +2,7 @@
 //! in-memory recorder behind the real recording pipeline.
 
 pub mod binary;
+pub mod proxy;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use aibridge::record::{MemoryRecorder, Pipeline, PipelineConfig, Record};
 use aibridge::resilience::Resilience;
 use aibridge::secret::Secret;
 use aibridge::server::{Readiness, app};
+use aibridge::upstream::Proxy;
 use aibridge::{Authenticator, BridgeOptions, RequestBridge};
 use mock_upstream::MockUpstream;
 use uuid::Uuid;
@@ -40,6 +42,9 @@ pub struct Setup {
     pub upstream_override: Option<String>,
     /// Retries, timeouts, breaker and dumps of both providers.
     pub resilience: Resilience,
+    /// The outbound proxy of both providers: direct by default, whatever the environment
+    /// of the test run says.
+    pub proxy: Proxy,
 }
 
 impl Default for Setup {
@@ -59,6 +64,7 @@ impl Default for Setup {
                 retries: 0,
                 ..Resilience::default()
             },
+            proxy: Proxy::Direct,
         }
     }
 }
@@ -98,6 +104,7 @@ impl TestBridge {
                 api_key: setup.anthropic_key.map(Secret::new),
                 send_actor_headers: setup.send_actor_headers,
                 resilience: setup.resilience.clone(),
+                proxy: setup.proxy.clone(),
             },
             ProviderConfig {
                 name: "openai".into(),
@@ -106,6 +113,7 @@ impl TestBridge {
                 api_key: setup.openai_key.map(Secret::new),
                 send_actor_headers: setup.send_actor_headers,
                 resilience: setup.resilience.clone(),
+                proxy: setup.proxy.clone(),
             },
         ];
         let recorder = MemoryRecorder::new();
