@@ -23,6 +23,25 @@ fn message() -> String {
     .to_string()
 }
 
+/// Sends one Messages request through the bridge.
+async fn send(bridge: &TestBridge) -> reqwest::Response {
+    bridge
+        .post("/anthropic/v1/messages", &[KEY], message())
+        .await
+}
+
+/// A mock upstream, and a proxy demanding `BASIC` whose tunnels all lead to it (whatever
+/// host they name, so a name that resolves nowhere can be tunnelled).
+async fn proxy_to_mock() -> (MockUpstream, TestProxy) {
+    let mock = MockUpstream::start().await;
+    let proxy = TestProxy::start(ProxyOptions {
+        require_auth: Some(BASIC.into()),
+        target: Some(mock.addr()),
+    })
+    .await;
+    (mock, proxy)
+}
+
 async fn bridge_via(rules: ProxyRules, upstream: Option<String>) -> TestBridge {
     TestBridge::start_with(Setup {
         proxy: Proxy::Rules(rules),
@@ -36,9 +55,7 @@ async fn bridge_via(rules: ProxyRules, upstream: Option<String>) -> TestBridge {
 async fn http_upstreams_are_reached_through_the_proxy_in_absolute_form() {
     let proxy = TestProxy::start(ProxyOptions::default()).await;
     let bridge = bridge_via(ProxyRules::all(proxy.url(None)), None).await;
-    let resp = bridge
-        .post("/anthropic/v1/messages", &[KEY], message())
-        .await;
+    let resp = send(&bridge).await;
     assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
     let seen = proxy.seen();
     assert_eq!(seen.len(), 1, "{seen:?}");
@@ -67,29 +84,18 @@ async fn http_upstreams_are_reached_through_the_proxy_in_absolute_form() {
 #[tokio::test]
 async fn no_proxy_hosts_are_reached_directly() {
     let proxy = TestProxy::start(ProxyOptions::default()).await;
-    let rules = ProxyRules {
-        no: Some("localhost, 127.0.0.1".into()),
-        ..ProxyRules::all(proxy.url(None))
-    };
-    let bridge = bridge_via(rules, None).await;
-    let resp = bridge
-        .post("/anthropic/v1/messages", &[KEY], message())
-        .await;
-    assert_eq!(resp.status(), 200);
-    assert_eq!(bridge.mock.requests().len(), 1);
-    assert!(proxy.seen().is_empty(), "{:?}", proxy.seen());
-
-    // A CIDR range matches as well.
-    let rules = ProxyRules {
-        no: Some("10.0.0.0/8,127.0.0.0/8".into()),
-        ..ProxyRules::all(proxy.url(None))
-    };
-    let bridge = bridge_via(rules, None).await;
-    let resp = bridge
-        .post("/anthropic/v1/messages", &[KEY], message())
-        .await;
-    assert_eq!(resp.status(), 200);
-    assert!(proxy.seen().is_empty(), "{:?}", proxy.seen());
+    // Host names, and CIDR ranges.
+    for no in ["localhost, 127.0.0.1", "10.0.0.0/8,127.0.0.0/8"] {
+        let rules = ProxyRules {
+            no: Some(no.into()),
+            ..ProxyRules::all(proxy.url(None))
+        };
+        let bridge = bridge_via(rules, None).await;
+        let resp = send(&bridge).await;
+        assert_eq!(resp.status(), 200, "{no}");
+        assert_eq!(bridge.mock.requests().len(), 1, "{no}");
+        assert!(proxy.seen().is_empty(), "{no}: {:?}", proxy.seen());
+    }
 }
 
 #[tokio::test]
@@ -100,9 +106,7 @@ async fn proxy_credentials_reach_the_proxy_as_proxy_authorization() {
     })
     .await;
     let bridge = bridge_via(ProxyRules::all(proxy.url(Some(USERINFO))), None).await;
-    let resp = bridge
-        .post("/anthropic/v1/messages", &[KEY], message())
-        .await;
+    let resp = send(&bridge).await;
     assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
     let seen = proxy.seen();
     assert_eq!(seen.len(), 1, "{seen:?}");
@@ -114,20 +118,13 @@ async fn proxy_credentials_reach_the_proxy_as_proxy_authorization() {
 
 #[tokio::test]
 async fn a_refused_connect_is_a_clean_502_without_the_credentials() {
-    let mock = MockUpstream::start().await;
-    let proxy = TestProxy::start(ProxyOptions {
-        require_auth: Some(BASIC.into()),
-        target: Some(mock.addr()),
-    })
-    .await;
+    let (mock, proxy) = proxy_to_mock().await;
     let bridge = bridge_via(
         ProxyRules::all(proxy.url(Some("alice:wrong-s3cret"))),
         Some("https://upstream.test".into()),
     )
     .await;
-    let resp = bridge
-        .post("/anthropic/v1/messages", &[KEY], message())
-        .await;
+    let resp = send(&bridge).await;
     assert_eq!(resp.status(), 502);
     let id = crate::support::interception_id(&resp);
     let body = resp.text().await.unwrap();
@@ -155,12 +152,7 @@ async fn a_refused_connect_is_a_clean_502_without_the_credentials() {
 #[tokio::test]
 async fn https_upstreams_are_tunnelled_and_tls_starts_inside_the_tunnel() {
     // The tunnel ends at a plain HTTP server: TLS starts, and fails there.
-    let mock = MockUpstream::start().await;
-    let proxy = TestProxy::start(ProxyOptions {
-        require_auth: Some(BASIC.into()),
-        target: Some(mock.addr()),
-    })
-    .await;
+    let (mock, proxy) = proxy_to_mock().await;
     let bridge = bridge_via(
         ProxyRules {
             // Not for https upstreams: `HTTPS_PROXY` is.
@@ -171,9 +163,7 @@ async fn https_upstreams_are_tunnelled_and_tls_starts_inside_the_tunnel() {
         Some("https://upstream.test".into()),
     )
     .await;
-    let resp = bridge
-        .post("/anthropic/v1/messages", &[KEY], message())
-        .await;
+    let resp = send(&bridge).await;
     assert_eq!(resp.status(), 502);
     let body = resp.text().await.unwrap();
     assert!(body.contains("upstream unreachable"), "{body}");
@@ -197,9 +187,7 @@ async fn an_unreachable_proxy_is_named_in_the_502() {
         Some("https://upstream.test".into()),
     )
     .await;
-    let resp = bridge
-        .post("/anthropic/v1/messages", &[KEY], message())
-        .await;
+    let resp = send(&bridge).await;
     assert_eq!(resp.status(), 502);
     let body = resp.text().await.unwrap();
     assert!(
@@ -211,12 +199,7 @@ async fn an_unreachable_proxy_is_named_in_the_502() {
 
 #[tokio::test]
 async fn the_binary_reads_the_proxy_environment_variables() {
-    let mock = MockUpstream::start().await;
-    let proxy = TestProxy::start(ProxyOptions {
-        require_auth: Some(BASIC.into()),
-        target: Some(mock.addr()),
-    })
-    .await;
+    let (mock, proxy) = proxy_to_mock().await;
     let dir = tempfile::tempdir().unwrap();
     let spool = dir.path().join("spool");
     // `upstream.test` resolves nowhere: only the proxy can reach it.
