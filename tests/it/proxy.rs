@@ -152,7 +152,7 @@ async fn a_refused_connect_is_a_clean_502_without_the_credentials() {
 #[tokio::test]
 async fn https_upstreams_are_tunnelled_and_tls_starts_inside_the_tunnel() {
     // The tunnel ends at a plain HTTP server: TLS starts, and fails there.
-    let (mock, proxy) = proxy_to_mock().await;
+    let (_mock, proxy) = proxy_to_mock().await;
     let bridge = bridge_via(
         ProxyRules {
             // Not for https upstreams: `HTTPS_PROXY` is.
