@@ -305,7 +305,14 @@ pub(super) async fn write_batch(
         DbBackend::Postgres => {
             postgres::write(db.get_postgres_connection_pool(), &plan, Params::Dollar).await
         }
-        _ => sqlite::write(db.get_sqlite_connection_pool(), &plan, Params::Question).await,
+        DbBackend::Sqlite => {
+            sqlite::write(db.get_sqlite_connection_pool(), &plan, Params::Question).await
+        }
+        // `connect_database` opens only the two above; a connection made elsewhere is refused
+        // rather than handed to a pool getter that would panic.
+        other => Err(sqlx::Error::Configuration(
+            format!("the audit store supports SQLite and PostgreSQL, not {other:?}").into(),
+        )),
     }
 }
 
