@@ -416,16 +416,8 @@ async fn connect_tunnel(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use super::*;
-
-    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
+    use crate::config::test_env as env;
 
     #[test]
     fn rules_come_from_upper_then_lower_case_variables() {
