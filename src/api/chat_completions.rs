@@ -194,6 +194,8 @@ pub struct ChatObserver {
     hide_usage_chunk: bool,
     /// Streamed calls by (choice index, call index), in that order.
     calls: BTreeMap<(usize, usize), PendingCall>,
+    /// `data: [DONE]` went by.
+    done: bool,
 }
 
 impl ChatObserver {
@@ -267,6 +269,11 @@ impl ChatObserver {
 impl Observer for ChatObserver {
     fn on_event(&mut self, event: &SseEvent) -> EventAction {
         let raw = &event.raw[..];
+        // `data: [DONE]` (and its line ending) is short; a delta never is.
+        if raw.len() <= 24 && event.data().as_deref() == Some("[DONE]") {
+            self.done = true;
+            return EventAction::Forward;
+        }
         // Content deltas are most of a stream and say nothing the records need.
         let plain_delta = self.obs.response_id.is_some()
             && !TOOL_CALLS.is_in(raw)
@@ -300,6 +307,10 @@ impl Observer for ChatObserver {
         for message in choices.into_iter().filter_map(|c| c.message) {
             self.on_message(message);
         }
+    }
+
+    fn finished(&self) -> bool {
+        self.done
     }
 
     fn take(&mut self) -> Observation {

@@ -239,6 +239,8 @@ fn tool_metadata(kind: &str) -> Map<String, Value> {
 pub struct MessagesObserver {
     obs: Observation,
     open: HashMap<usize, Block>,
+    /// `message_stop` went by.
+    stopped: bool,
 }
 
 impl MessagesObserver {
@@ -333,6 +335,7 @@ impl MessagesObserver {
                     u.apply(self.usage());
                 }
             }
+            "message_stop" => self.stopped = true,
             "error" => {
                 let detail = ev.error.map(|e| {
                     format!(
@@ -378,6 +381,10 @@ impl Observer for MessagesObserver {
     fn take(&mut self) -> Observation {
         self.open.clear();
         std::mem::take(&mut self.obs)
+    }
+
+    fn finished(&self) -> bool {
+        self.stopped
     }
 }
 

@@ -277,6 +277,11 @@ pub trait Observer: Send + 'static {
     fn on_body(&mut self, body: &[u8]);
     /// Everything observed so far; the observer is left empty.
     fn take(&mut self) -> Observation;
+    /// Whether the stream's last event, as the API defines it, went by (`message_stop`,
+    /// `[DONE]`, a terminal `response.*`): a client that leaves after it had the whole answer.
+    fn finished(&self) -> bool {
+        false
+    }
 }
 
 /// The kinds of error the bridge reports itself.

@@ -141,6 +141,8 @@ pub struct ResponsesObserver {
     obs: Observation,
     /// Whether items arrived one by one (`response.output_item.done`).
     items_streamed: bool,
+    /// A terminal `response.*` event went by.
+    ended: bool,
 }
 
 impl ResponsesObserver {
@@ -241,6 +243,7 @@ impl ResponsesObserver {
                 }
             }
             "response.completed" | "response.incomplete" | "response.failed" => {
+                self.ended = true;
                 if let Some(response) = ev.response {
                     self.on_response(response);
                 }
@@ -297,6 +300,10 @@ impl Observer for ResponsesObserver {
     fn take(&mut self) -> Observation {
         self.items_streamed = false;
         std::mem::take(&mut self.obs)
+    }
+
+    fn finished(&self) -> bool {
+        self.ended
     }
 }
 

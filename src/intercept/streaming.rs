@@ -175,7 +175,14 @@ impl Stream for Relay {
 
 impl Drop for Relay {
     fn drop(&mut self) {
-        // The client went away mid-stream: keep what was observed, end the interception.
-        self.finish(Outcome::ClientDisconnected, None);
+        // The client went away: keep what was observed, end the interception. A client that
+        // had the API's last event (Codex, for one, hangs up on `response.completed` without
+        // waiting for the body's end) got the whole answer: that is a completed request.
+        let outcome = if self.observer.finished() && self.pending.is_empty() {
+            Outcome::Completed
+        } else {
+            Outcome::ClientDisconnected
+        };
+        self.finish(outcome, None);
     }
 }

@@ -49,6 +49,59 @@ async fn a_client_leaving_mid_stream_ends_the_interception_with_its_usage() {
     assert_eq!(records_of_kind!(records, Prompt)[0].prompt, "hi");
 }
 
+/// A client that hangs up as soon as it has the API's last event, while the upstream has not
+/// closed its body yet (Codex does this on `response.completed`), had the whole answer: the
+/// interception is completed, not disconnected. Before that event, leaving is a disconnect.
+#[tokio::test]
+async fn a_client_leaving_after_the_last_event_completed_its_request() {
+    let cases = [
+        (MESSAGES, "anthropic/simple_text.sse", "message_stop"),
+        (
+            "/openai/v1/chat/completions",
+            "openai-chat/simple_text.sse",
+            "[DONE]",
+        ),
+        (
+            "/openai/v1/responses",
+            "openai-responses/simple_text.sse",
+            "response.completed",
+        ),
+    ];
+    let bridge = TestBridge::start().await;
+    for (path, fixture, last) in cases {
+        // Every event at once, then the upstream holds the body open for a while.
+        let mut chunks: Vec<(Duration, bytes::Bytes)> =
+            mock_upstream::split_sse_events(&mock_upstream::fixture(fixture))
+                .into_iter()
+                .map(|event| (Duration::ZERO, event))
+                .collect();
+        chunks.push((
+            Duration::from_secs(3),
+            bytes::Bytes::from_static(b": bye\n\n"),
+        ));
+        let mut response = MockResponse::sse(mock_upstream::fixture(fixture));
+        response.body = mock_upstream::MockBody::Chunks(chunks);
+        bridge.mock.enqueue(response);
+        let body = json!({"model": "m-1", "max_tokens": 16, "stream": true,
+            "input": "hi", "messages": [{"role": "user", "content": "hi"}]})
+        .to_string();
+        let resp = bridge.post(path, &[], body).await;
+        assert_eq!(resp.status(), 200, "{path}");
+        let id = interception_id(&resp);
+        let mut stream = resp.bytes_stream();
+        let mut seen = String::new();
+        while !seen.contains(last) {
+            let chunk = stream.next().await.unwrap().unwrap();
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        drop(stream);
+        let records = bridge.records_of(id).await;
+        let ended = records_of_kind!(records, InterceptionEnded);
+        assert_eq!(ended[0].outcome, Outcome::Completed, "{path}");
+        assert_eq!(records_of_kind!(records, TokenUsage).len(), 1, "{path}");
+    }
+}
+
 #[tokio::test]
 async fn a_client_leaving_during_a_tool_call_cancels_the_tool_loop() {
     let server = test_mcp::serve_http("127.0.0.1:0".parse().unwrap(), test_mcp::Options::default())
