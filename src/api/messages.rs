@@ -26,45 +26,30 @@ struct MetadataView {
 /// decoded, so the system prompt, tools and earlier turns are skipped, not parsed.
 pub fn inspect(body: &[u8]) -> Result<RequestInfo, BadRequest> {
     super::require_object(body)?;
-    let (members, items) =
-        super::scan::members_and_elements(body, "messages").map_err(|_| super::not_json(body))?;
-    let (mut model, mut stream, mut messages, mut metadata) = (None, None, None, None);
-    for (key, raw) in members {
-        match key.as_ref() {
-            "model" => model = Some(raw),
-            "stream" => stream = Some(raw),
-            "messages" => messages = Some(raw),
-            "metadata" => metadata = Some(raw),
-            _ => {}
-        }
+    let view = super::scan::Body::read(body, "messages")?;
+    let model = match view.decode::<Value>("model")? {
+        Some(Value::String(m)) if !m.is_empty() => m,
+        Some(_) => return Err(BadRequest::new("model: must be a non-empty string")),
+        None => return Err(BadRequest::new("model: Field required")),
+    };
+    let stream = match view.decode::<Value>("stream")? {
+        None => false,
+        Some(Value::Bool(b)) => b,
+        Some(_) => return Err(BadRequest::new("stream: Input should be a valid boolean")),
+    };
+    if view.items().is_none() && view.decode::<Value>("messages")?.is_some() {
+        return Err(BadRequest::new("messages: Input should be a valid list"));
     }
-    let model = match model.map(serde_json::from_slice::<Value>).transpose() {
-        Ok(Some(Value::String(m))) if !m.is_empty() => m,
-        Ok(Some(_)) => return Err(BadRequest::new("model: must be a non-empty string")),
-        Ok(None) => return Err(BadRequest::new("model: Field required")),
-        Err(_) => return Err(super::not_json(body)),
-    };
-    let stream = match stream.map(serde_json::from_slice::<Value>).transpose() {
-        Ok(None | Some(Value::Null)) => false,
-        Ok(Some(Value::Bool(b))) => b,
-        Ok(Some(_)) => return Err(BadRequest::new("stream: Input should be a valid boolean")),
-        Err(_) => return Err(super::not_json(body)),
-    };
-    let messages = match (messages, items) {
-        (_, Some(items)) => items,
-        (None | Some(b"null"), None) => Vec::new(),
-        (Some(_), None) => return Err(BadRequest::new("messages: Input should be a valid list")),
-    };
-    let prompt = last_user_prompt(&messages);
-    let session_id = metadata
-        .and_then(|raw| serde_json::from_slice::<Option<MetadataView>>(raw).ok())
+    let session_id = view
+        .decode::<MetadataView>("metadata")
+        .ok()
         .flatten()
         .and_then(|m| m.user_id)
         .and_then(|v| v.as_str().and_then(super::client::session_from_user_id));
     Ok(RequestInfo {
         model,
         stream,
-        prompt,
+        prompt: view.items().and_then(last_user_prompt),
         session_id,
         metadata: Map::new(),
         add_stream_usage: false,
@@ -75,21 +60,12 @@ pub fn inspect(body: &[u8]) -> Result<RequestInfo, BadRequest> {
 /// `\n`. Claude Code adds `<system-reminder>` blocks (context, not what the user typed): they
 /// are left out. A user message holding only tool results is a continuation, not a prompt.
 fn last_user_prompt(messages: &[&[u8]]) -> Option<String> {
-    let content = messages.iter().rev().find_map(|m| {
-        let members = super::scan::members(m).ok()?;
-        let role = members.iter().rev().find(|(k, _)| k == "role")?.1;
-        if serde_json::from_slice::<std::borrow::Cow<'_, str>>(role).ok()? != "user" {
-            return None;
-        }
-        Some(
-            members
-                .iter()
-                .rev()
-                .find(|(k, _)| k == "content")
-                .map(|(_, v)| *v),
-        )
+    let content = messages.iter().rev().find_map(|raw| {
+        let message = super::scan::Body::read(raw, "").ok()?;
+        let role = message.decode::<std::borrow::Cow<'_, str>>("role").ok()??;
+        (role == "user").then(|| message.decode::<Value>("content").ok().flatten())
     })??;
-    match serde_json::from_slice::<Value>(content).ok()? {
+    match content {
         Value::String(s) => Some(s),
         Value::Array(blocks) => {
             let texts: Vec<String> = blocks

@@ -23,24 +23,22 @@ pub(crate) struct Malformed;
 
 /// One member of an object: its key (decoded when it holds escapes, else borrowed) and the
 /// raw bytes of its value.
-pub(crate) type Member<'a> = (std::borrow::Cow<'a, str>, &'a [u8]);
+type Member<'a> = (std::borrow::Cow<'a, str>, &'a [u8]);
 
 /// An object's members, and the elements of one of its arrays.
-pub(crate) type Scanned<'a> = (Vec<Member<'a>>, Option<Vec<&'a [u8]>>);
+type Scanned<'a> = (Vec<Member<'a>>, Option<Vec<&'a [u8]>>);
 
 /// The members of the JSON object that is all of `json` (whitespace around it allowed), in
 /// order.
-pub(crate) fn members(json: &[u8]) -> Result<Vec<Member<'_>>, Malformed> {
+#[cfg(test)]
+fn members(json: &[u8]) -> Result<Vec<Member<'_>>, Malformed> {
     members_and_elements(json, "").map(|(members, _)| members)
 }
 
 /// [`members`], and the raw elements of the array under `key` (the last such member), found
 /// in the same pass: the array is usually most of the body, and is not scanned twice.
 /// `None` when no member `key` holds an array.
-pub(crate) fn members_and_elements<'a>(
-    json: &'a [u8],
-    key: &str,
-) -> Result<Scanned<'a>, Malformed> {
+fn members_and_elements<'a>(json: &'a [u8], key: &str) -> Result<Scanned<'a>, Malformed> {
     let mut s = Scanner { b: json, i: 0 };
     s.ws();
     let mut out = Vec::new();
