@@ -15,16 +15,17 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::{Client, ResponseFuture};
 use hyper_util::client::proxy::matcher::{Intercept, Matcher};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::actor::{ACTOR_ID_HEADER, ACTOR_METADATA_PREFIX, Actor};
 use crate::provider::{ProviderConfig, ProviderKind};
 use crate::secret::mask;
 
+mod pool;
 pub mod proxy;
 
+use pool::Pool;
+pub use pool::{OwnBody, RequestError};
 pub use proxy::{Proxy, ProxyRules};
 use proxy::{ProxyConnector, Tcp};
 
@@ -52,12 +53,13 @@ pub struct Credential {
     pub hint: Option<String>,
 }
 
-/// The client of upstream calls: hyper-util's pooled client over TCP, with TLS for
-/// `https://` upstreams (HTTP/2 when the server offers it by ALPN, else HTTP/1.1), through
-/// the outbound proxy its [`ProxyRules`] name for an upstream, if any.
+/// The client of upstream calls: pooled connections over TCP, with TLS for `https://`
+/// upstreams (HTTP/2 when the server offers it by ALPN, else HTTP/1.1), through the
+/// outbound proxy its [`ProxyRules`] name for an upstream, if any. See `pool.rs` for how
+/// connections are driven and reused.
 #[derive(Clone, Debug)]
 pub struct HttpClient {
-    client: Client<Connector, Full<Bytes>>,
+    pool: Arc<Pool>,
     /// The proxies of upstream URIs; `None` when there are none.
     proxies: Option<Arc<Matcher>>,
     /// Whether `http://` upstreams go through a proxy with credentials: their requests then
@@ -67,7 +69,7 @@ pub struct HttpClient {
 }
 
 impl HttpClient {
-    /// Sends a request made by [`request`].
+    /// Sends a request made by [`request`]; the future ends with the response head.
     pub fn request(&self, mut req: http::Request<Full<Bytes>>) -> ResponseFuture {
         if self.http_proxy_auth
             && req.uri().scheme() == Some(&http::uri::Scheme::HTTP)
@@ -77,7 +79,7 @@ impl HttpClient {
             req.headers_mut()
                 .insert(http::header::PROXY_AUTHORIZATION, auth.clone());
         }
-        self.client.request(req)
+        Box::pin(Arc::clone(&self.pool).send(req))
     }
 
     /// The proxy (`http://host:port/`, never with credentials) that calls to `uri` go
@@ -90,6 +92,11 @@ impl HttpClient {
         self.proxies.as_ref()?.intercept(uri)
     }
 }
+
+/// An upstream call under way. Boxed: the connection's state machine inside is large, and
+/// the futures of the request path that await it would otherwise be moved with it.
+pub type ResponseFuture =
+    Pin<Box<dyn Future<Output = Result<UpstreamResponse, RequestError>> + Send>>;
 
 /// An upstream response: the upstream's own, or one the bridge made in its place.
 pub type UpstreamResponse = http::Response<UpstreamBody>;
@@ -147,13 +154,8 @@ pub fn build_client(
         inner: HttpsConnector::from((ProxyConnector::new(http, matcher.clone()), tls)),
         timeout: connect_timeout,
     };
-    let client = Client::builder(TokioExecutor::new())
-        // Without a timer the pool would keep idle connections forever.
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .build(https);
     HttpClient {
-        client,
+        pool: Arc::new(Pool::new(https, Duration::from_secs(90))),
         http_proxy_auth: matcher.is_some() && proxies.http_has_credentials(),
         proxies: matcher,
     }
@@ -175,7 +177,8 @@ pub struct Connector {
 pub struct ConnectTimeout(Duration);
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-type Connection = MaybeHttpsStream<Tcp>;
+/// An upstream connection's transport.
+pub type Connection = MaybeHttpsStream<Tcp>;
 
 impl tower::Service<Uri> for Connector {
     type Response = Connection;
@@ -284,8 +287,10 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 /// The body of an [`UpstreamResponse`].
 #[derive(Debug)]
 pub enum UpstreamBody {
-    /// The upstream's body, as it arrives.
-    Upstream(Incoming),
+    /// The upstream's body on an HTTP/1.1 connection, which reading it drives.
+    Own(OwnBody),
+    /// The upstream's body on a shared HTTP/2 connection, which runs in its own task.
+    Shared(Incoming),
     /// A body the bridge made, such as an open circuit's 503.
     Made(Full<Bytes>),
 }
@@ -316,7 +321,8 @@ impl http_body::Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
-            UpstreamBody::Upstream(body) => Pin::new(body).poll_frame(cx),
+            UpstreamBody::Own(body) => body.poll_frame(cx),
+            UpstreamBody::Shared(body) => Pin::new(body).poll_frame(cx),
             UpstreamBody::Made(body) => Pin::new(body)
                 .poll_frame(cx)
                 .map_err(|never| match never {}),
@@ -325,14 +331,16 @@ impl http_body::Body for UpstreamBody {
 
     fn is_end_stream(&self) -> bool {
         match self {
-            UpstreamBody::Upstream(body) => body.is_end_stream(),
+            UpstreamBody::Own(body) => body.is_end_stream(),
+            UpstreamBody::Shared(body) => body.is_end_stream(),
             UpstreamBody::Made(body) => body.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
         match self {
-            UpstreamBody::Upstream(body) => body.size_hint(),
+            UpstreamBody::Own(body) => body.size_hint(),
+            UpstreamBody::Shared(body) => body.size_hint(),
             UpstreamBody::Made(body) => body.size_hint(),
         }
     }
@@ -451,7 +459,7 @@ mod tests {
         );
         let err = client.request(req).await.unwrap_err();
         let text = error_chain(&err);
-        assert!(text.starts_with("client error (Connect)"), "{text}");
+        assert!(text.starts_with("connect error: "), "{text}");
         assert!(text.contains("tcp connect error"), "{text}");
     }
 

@@ -62,7 +62,6 @@ impl Interception {
             let (failed, wait, outcome) =
                 match tokio::time::timeout(policy.timeouts.first_byte, attempt).await {
                     Ok(Ok(resp)) => {
-                        let resp = resp.map(UpstreamBody::Upstream);
                         let status = resp.status().as_u16();
                         self.upstream_answered(Some(status), sent);
                         if let Some(dump) = &mut self.dump {

@@ -25,6 +25,7 @@ mod resilience;
 mod secrets;
 mod shutdown;
 mod support;
+mod upstream_pool;
 
 mod audit_bridge;
 mod audit_cli;

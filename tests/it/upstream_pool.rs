@@ -1,0 +1,267 @@
+//! The upstream client's connections on real loopback sockets: reuse after a body was read,
+//! no reuse of one dropped early or closed by the server, chunks that arrived together
+//! read without waiting on another task, and HTTP/2 (by ALPN, over TLS) shared by
+//! concurrent requests.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use aibridge::upstream::{
+    HttpClient, ProxyRules, UpstreamBody, UpstreamResponse, build_client, request, tls_config,
+};
+use bytes::Bytes;
+use http::{HeaderMap, Method, Uri, Version};
+use http_body::Body as _;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// How the test server answers a path.
+fn answer(path: &str) -> http::Response<StreamBody<BoxStream>> {
+    let chunks: Vec<Bytes> = match path {
+        // Twenty chunks written together, as a model's burst of events.
+        "/burst" => (0..20)
+            .map(|i| Bytes::from(format!("event {i}\n")))
+            .collect(),
+        _ => vec![Bytes::from_static(b"hello")],
+    };
+    let slow = path == "/slow";
+    let stream = async_stream(chunks, slow);
+    let mut resp = http::Response::new(StreamBody::new(stream));
+    if path == "/close" {
+        resp.headers_mut()
+            .insert(http::header::CONNECTION, "close".parse().unwrap());
+    }
+    resp
+}
+
+type BoxStream = std::pin::Pin<
+    Box<dyn futures_util::Stream<Item = Result<http_body::Frame<Bytes>, Infallible>> + Send>,
+>;
+
+/// The chunks, then (for `/slow`) a second one that never comes.
+fn async_stream(chunks: Vec<Bytes>, slow: bool) -> BoxStream {
+    use futures_util::StreamExt;
+    let head =
+        futures_util::stream::iter(chunks.into_iter().map(|c| Ok(http_body::Frame::data(c))));
+    if slow {
+        Box::pin(head.chain(futures_util::stream::pending()))
+    } else {
+        Box::pin(head)
+    }
+}
+
+/// An HTTP/1.1 server on loopback that counts the connections it accepted.
+async fn server() -> (Uri, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let svc = service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+                    Ok::<_, Infallible>(answer(req.uri().path()))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(socket), svc)
+                    .await;
+            });
+        }
+    });
+    (format!("http://{addr}").parse().unwrap(), accepted)
+}
+
+fn client() -> HttpClient {
+    build_client(
+        Duration::from_secs(2),
+        tls_config().unwrap(),
+        &ProxyRules::default(),
+    )
+}
+
+async fn get(client: &HttpClient, base: &Uri, path: &str) -> UpstreamResponse {
+    let uri: Uri = format!("{base}{}", path.trim_start_matches('/'))
+        .parse()
+        .unwrap();
+    let req = request(Method::GET, uri, HeaderMap::new(), Bytes::new());
+    client.request(req).await.unwrap()
+}
+
+async fn text(resp: UpstreamResponse) -> String {
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8(body.to_vec()).unwrap()
+}
+
+#[tokio::test]
+async fn a_connection_whose_body_was_read_is_reused() {
+    let (base, accepted) = server().await;
+    let client = client();
+    for _ in 0..3 {
+        let resp = get(&client, &base, "/").await;
+        assert_eq!(resp.status(), 200);
+        assert!(matches!(resp.body(), UpstreamBody::Own(_)));
+        assert_eq!(text(resp).await, "hello");
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_body_dropped_before_its_end_closes_its_connection() {
+    let (base, accepted) = server().await;
+    let client = client();
+    let mut resp = get(&client, &base, "/slow").await;
+    let first = resp.body_mut().frame().await.unwrap().unwrap();
+    assert_eq!(first.into_data().unwrap(), "hello");
+    drop(resp);
+    // The dropped request's answer may still come: its connection cannot carry another.
+    assert_eq!(text(get(&client, &base, "/").await).await, "hello");
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_connection_the_server_said_it_closes_is_not_reused() {
+    let (base, accepted) = server().await;
+    let client = client();
+    assert_eq!(text(get(&client, &base, "/close").await).await, "hello");
+    assert_eq!(text(get(&client, &base, "/").await).await, "hello");
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn an_idle_connection_the_server_dropped_is_replaced() {
+    // Answers one request per connection, then closes without saying so.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            let mut buf = vec![0u8; 4096];
+            let mut seen = Vec::new();
+            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = socket.read(&mut buf).await.unwrap();
+                assert!(n > 0, "the request ended early");
+                seen.extend_from_slice(&buf[..n]);
+            }
+            socket
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await
+                .unwrap();
+            drop(socket);
+        }
+    });
+    let base: Uri = format!("http://{addr}").parse().unwrap();
+    let client = client();
+    assert_eq!(text(get(&client, &base, "/").await).await, "ok");
+    // Let the server's FIN arrive while the connection sits in the pool.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(text(get(&client, &base, "/").await).await, "ok");
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn chunks_that_arrived_together_are_read_without_waiting() {
+    let (base, _) = server().await;
+    let client = client();
+    let mut resp = get(&client, &base, "/burst").await;
+    // All twenty chunks are in the socket by now.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut ready = 0;
+    loop {
+        match std::pin::Pin::new(resp.body_mut()).poll_frame(&mut cx) {
+            Poll::Ready(Some(Ok(_))) => ready += 1,
+            Poll::Ready(None) => break,
+            Poll::Ready(Some(Err(e))) => panic!("{e}"),
+            // A connection in a task of its own would have to run first.
+            Poll::Pending => panic!("pending after {ready} chunks"),
+        }
+    }
+    assert_eq!(ready, 20);
+}
+
+/// A TLS server on loopback offering only `alpn`, with a certificate for `localhost`;
+/// returns its URI and a client that trusts it.
+async fn tls_server(alpn: &[&[u8]]) -> (Uri, HttpClient, Arc<AtomicUsize>) {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .unwrap();
+    server.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(socket).await else {
+                    return;
+                };
+                let svc = service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+                    let text = format!("{:?} {}", req.version(), req.uri().path());
+                    Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(text))))
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let client = build_client(
+        Duration::from_secs(2),
+        Arc::new(tls),
+        &ProxyRules::default(),
+    );
+    let uri = format!("https://localhost:{port}").parse().unwrap();
+    (uri, client, accepted)
+}
+
+#[tokio::test]
+async fn http2_offered_by_alpn_carries_concurrent_requests_on_one_connection() {
+    let (base, client, accepted) = tls_server(&[b"h2"]).await;
+    let first = get(&client, &base, "/a").await;
+    assert_eq!(first.version(), Version::HTTP_2);
+    assert!(matches!(first.body(), UpstreamBody::Shared(_)));
+    let (b, c) = tokio::join!(get(&client, &base, "/b"), get(&client, &base, "/c"));
+    // The server saw HTTP/2 requests with their paths.
+    assert_eq!(text(first).await, "HTTP/2.0 /a");
+    assert_eq!(text(b).await, "HTTP/2.0 /b");
+    assert_eq!(text(c).await, "HTTP/2.0 /c");
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn tls_without_http2_uses_http1_and_reuses_the_connection() {
+    let (base, client, accepted) = tls_server(&[b"http/1.1"]).await;
+    for path in ["/a", "/b"] {
+        let resp = get(&client, &base, path).await;
+        assert_eq!(resp.version(), Version::HTTP_11);
+        assert_eq!(text(resp).await, format!("HTTP/1.1 {path}"));
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}
