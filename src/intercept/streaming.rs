@@ -1,5 +1,6 @@
-//! Streaming responses: SSE events relayed as the exact bytes received, each flushed at once,
-//! observed on the way. Pull-based: the client's reads drive the upstream reads, so a slow
+//! Streaming responses: SSE events relayed as the exact bytes received, observed on the
+//! way, and flushed as soon as the upstream has nothing more ready: events that arrived
+//! together go out together, none waits for a later one. Pull-based: the client's reads drive the upstream reads, so a slow
 //! client applies backpressure instead of growing a buffer (and is logged by the
 //! slow-client watchdog, `watchdog.rs`).
 
@@ -10,7 +11,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
 use http::Response;
 use http_body::Body as _;
@@ -37,6 +38,7 @@ pub fn relay(ic: Interception, resp: UpstreamResponse) -> Response<Body> {
         decoder: SseDecoder::default(),
         observer,
         pending: VecDeque::new(),
+        pending_len: 0,
         idle,
         idle_timer: Box::pin(tokio::time::sleep(idle)),
         waiting_upstream: false,
@@ -55,7 +57,10 @@ struct Relay {
     upstream: UpstreamBody,
     decoder: SseDecoder,
     observer: Box<dyn Observer>,
+    /// Whole events (or the end of the stream) read and not yet handed over.
     pending: VecDeque<Bytes>,
+    /// Their bytes.
+    pending_len: usize,
     /// The longest the upstream may stay silent.
     idle: Duration,
     idle_timer: Pin<Box<Sleep>>,
@@ -87,18 +92,42 @@ impl Relay {
     /// Ends the stream with an error event in the client's API after what was relayed.
     fn fail(&mut self, outcome: Outcome, message: String) {
         if let Some(rest) = self.decoder.finish() {
-            self.pending.push_back(rest);
+            self.queue(rest);
         }
         let api = self.ic.as_ref().map(Interception::api);
         if let Some(api) = api {
-            self.pending
-                .push_back(api.stream_error_event(ErrorKind::Upstream, &message));
+            self.queue(api.stream_error_event(ErrorKind::Upstream, &message));
         }
         self.finish(outcome, Some(message));
     }
 
-    fn pending_bytes(&self) -> usize {
-        self.pending.iter().map(Bytes::len).sum::<usize>() + self.decoder.pending()
+    fn queue(&mut self, bytes: Bytes) {
+        self.pending_len += bytes.len();
+        self.pending.push_back(bytes);
+    }
+}
+
+/// The most a relay gathers from what the upstream has ready before handing it over.
+const GATHER_LIMIT: usize = 64 * 1024;
+
+impl Relay {
+    /// What was read and not yet handed over, as one chunk: the events that arrived
+    /// together go to the client in one write.
+    fn take_pending(&mut self) -> Option<Bytes> {
+        let bytes = match self.pending.len() {
+            0 => return None,
+            1 => self.pending.pop_front()?,
+            _ => {
+                let mut joined = BytesMut::with_capacity(self.pending_len);
+                for chunk in self.pending.drain(..) {
+                    joined.extend_from_slice(&chunk);
+                }
+                joined.freeze()
+            }
+        };
+        self.pending_len = 0;
+        self.watch.handed(bytes.len(), self.decoder.pending(), 0);
+        Some(bytes)
     }
 }
 
@@ -109,21 +138,25 @@ impl Stream for Relay {
         let this = &mut *self;
         this.watch.asked();
         loop {
-            if let Some(bytes) = this.pending.pop_front() {
-                let queued = this.pending_bytes();
-                this.watch.handed(bytes.len(), queued, this.pending.len());
-                return Poll::Ready(Some(Ok(bytes)));
-            }
             if this.ic.is_none() {
-                return Poll::Ready(None);
+                return Poll::Ready(this.take_pending().map(Ok));
             }
             // Checked before the upstream, so a stream that never pauses is cancelled too.
             if this.ic.as_ref().is_some_and(Interception::shutting_down) {
                 this.fail(Outcome::Failed, SHUTDOWN_CANCELLED.to_owned());
                 continue;
             }
+            if this.pending_len >= GATHER_LIMIT
+                && let Some(bytes) = this.take_pending()
+            {
+                return Poll::Ready(Some(Ok(bytes)));
+            }
             match Pin::new(&mut this.upstream).poll_frame(cx) {
                 Poll::Pending => {
+                    // Nothing more has arrived: what was read goes out now.
+                    if let Some(bytes) = this.take_pending() {
+                        return Poll::Ready(Some(Ok(bytes)));
+                    }
                     // About to sleep: wake on cancellation too.
                     if this.cancelled.as_mut().poll(cx).is_ready() {
                         this.fail(Outcome::Failed, SHUTDOWN_CANCELLED.to_owned());
@@ -154,7 +187,7 @@ impl Stream for Relay {
                     this.decoder.push(&chunk);
                     while let Some(event) = this.decoder.next_event() {
                         if this.observer.on_event(&event) == EventAction::Forward {
-                            this.pending.push_back(event.raw);
+                            this.queue(event.raw);
                         }
                     }
                 }
@@ -164,7 +197,7 @@ impl Stream for Relay {
                 }
                 Poll::Ready(None) => {
                     if let Some(rest) = this.decoder.finish() {
-                        this.pending.push_back(rest);
+                        this.queue(rest);
                     }
                     this.finish(Outcome::Completed, None);
                 }
