@@ -3,8 +3,10 @@
 //!
 //! A coding client's request is mostly text the bridge never reads (system prompt, tool
 //! definitions, earlier turns with file contents), full of escapes. serde_json skips a
-//! string byte by byte; this scanner jumps from quote to backslash with `memchr`, so reading
-//! the few fields the bridge needs from a 100 KB body costs a fraction of a full parse.
+//! string byte by byte; this scanner finds a long string's quotes and backslashes 64 bytes
+//! at a time with SIMD compares and steps from one to the next within those bit masks, so
+//! reading the few fields the bridge needs from a 100 KB body costs a fraction of a full
+//! parse.
 //! What the bridge reads is then decoded by serde_json from its own span.
 //!
 //! The structure is checked as strictly as JSON requires (brackets, commas, colons,
@@ -13,6 +15,7 @@
 //! left for the upstream to refuse, as it would refuse it without the bridge.
 
 use memchr::memchr2;
+use wide::u8x16;
 
 /// Nesting deeper than this is refused, as serde_json refuses it.
 const MAX_DEPTH: usize = 128;
@@ -39,7 +42,7 @@ fn members(json: &[u8]) -> Result<Vec<Member<'_>>, Malformed> {
 /// in the same pass: the array is usually most of the body, and is not scanned twice.
 /// `None` when no member `key` holds an array.
 fn members_and_elements<'a>(json: &'a [u8], key: &str) -> Result<Scanned<'a>, Malformed> {
-    let mut s = Scanner { b: json, i: 0 };
+    let mut s = Scanner::new(json);
     s.ws();
     let mut out = Vec::new();
     let mut items = None;
@@ -144,12 +147,72 @@ fn quote_or_backslash(s: &[u8]) -> Option<usize> {
     memchr2(b'"', b'\\', &s[at..]).map(|p| at + p)
 }
 
+/// The quotes and the backslashes of 16 bytes, one bit per byte (bit 0 is the first),
+/// by SIMD compares (SSE2 on x86-64, NEON on aarch64, through `wide`).
+fn specials16(lanes: &[u8]) -> (u32, u32) {
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(lanes);
+    let v = u8x16::new(bytes);
+    (
+        v.simd_eq(u8x16::splat(b'"')).to_bitmask(),
+        v.simd_eq(u8x16::splat(b'\\')).to_bitmask(),
+    )
+}
+
+/// The quotes and the backslashes of a 64-byte block.
+fn specials(block: &[u8]) -> (u64, u64) {
+    let mut quotes = 0u64;
+    let mut backslashes = 0u64;
+    for (k, lanes) in block.chunks_exact(16).enumerate() {
+        let (q, b) = specials16(lanes);
+        quotes |= u64::from(q) << (16 * k);
+        backslashes |= u64::from(b) << (16 * k);
+    }
+    (quotes, backslashes)
+}
+
+/// The bytes of a block that a backslash escapes, given its backslashes and whether its
+/// first byte is escaped by the block before (`carry`, 0 or 1); and whether the next
+/// block's first byte is escaped. In a run of backslashes every second one escapes the
+/// byte after it, so what is escaped depends on where each run starts: a run that starts
+/// on an even bit escapes the odd bits after its start, one that starts on an odd bit the
+/// even ones. Adding each odd-starting run's first bit to the backslashes carries it past
+/// the run's end, which tells the two kinds apart for all runs at once.
+fn escaped_bytes(backslashes: u64, carry: u64) -> (u64, u64) {
+    const EVEN: u64 = 0x5555_5555_5555_5555;
+    // An escaped backslash starts no run.
+    let backslashes = backslashes & !carry;
+    let after_backslash = (backslashes << 1) | carry;
+    let odd_starts = backslashes & !EVEN & !after_backslash;
+    let (even_runs_and_odd_ends, overflow) = odd_starts.overflowing_add(backslashes);
+    let flipped = even_runs_and_odd_ends << 1;
+    ((EVEN ^ flipped) & after_backslash, u64::from(overflow))
+}
+
+/// The length of an escape by its letter: `\n` and the like 1, `\u` 5 (four hex digits
+/// follow), 0 for a letter JSON has no escape for.
+static ESCAPE_LENGTHS: [u8; 256] = {
+    let mut lengths = [0u8; 256];
+    let simple = *b"\"\\/bfnrt";
+    let mut k = 0;
+    while k < simple.len() {
+        lengths[simple[k] as usize] = 1;
+        k += 1;
+    }
+    lengths[b'u' as usize] = 5;
+    lengths
+};
+
 struct Scanner<'a> {
     b: &'a [u8],
     i: usize,
 }
 
 impl<'a> Scanner<'a> {
+    fn new(b: &'a [u8]) -> Scanner<'a> {
+        Scanner { b, i: 0 }
+    }
+
     fn peek(&self) -> Option<u8> {
         self.b.get(self.i).copied()
     }
@@ -199,10 +262,42 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// Skips the string starting at the cursor; whether it held an escape.
+    /// Skips the string starting at the cursor; whether it held an escape. A short one
+    /// without escapes is settled by one 16-byte look; longer ones go 64 bytes at a time,
+    /// their escapes found for the whole block at once; the last 63 bytes of a body go
+    /// from quote to backslash.
     fn string(&mut self) -> Result<bool, Malformed> {
         self.expect(b'"')?;
-        let mut escaped = false;
+        if let Some(head) = self.b.get(self.i..self.i + 16) {
+            let (quotes, backslashes) = specials16(head);
+            if quotes != 0 && quotes.trailing_zeros() < backslashes.trailing_zeros() {
+                self.i += quotes.trailing_zeros() as usize + 1;
+                return Ok(false);
+            }
+        }
+        let mut any = false;
+        let mut carry = 0;
+        while let Some(block) = self.b.get(self.i..self.i + 64) {
+            let (quotes, backslashes) = specials(block);
+            let (escaped, carry_out) = escaped_bytes(backslashes, carry);
+            let ends = quotes & !escaped;
+            let (letters, end) = match ends.trailing_zeros() {
+                64 => (escaped, None),
+                at => (escaped & ((1 << at) - 1), Some(at as usize)),
+            };
+            self.check_escapes(self.i, letters)?;
+            any |= letters != 0;
+            if let Some(at) = end {
+                self.i += at + 1;
+                return Ok(any);
+            }
+            self.i += 64;
+            carry = carry_out;
+        }
+        if carry != 0 {
+            any = true;
+            self.i += self.escape(self.i)?;
+        }
         loop {
             let Some(at) = quote_or_backslash(&self.b[self.i..]) else {
                 return Err(Malformed);
@@ -210,21 +305,37 @@ impl<'a> Scanner<'a> {
             self.i += at;
             if self.b[self.i] == b'"' {
                 self.i += 1;
-                return Ok(escaped);
+                return Ok(any);
             }
-            escaped = true;
-            self.i += 1;
-            match self.next() {
-                Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {}
-                Some(b'u') => {
-                    let hex = self.b.get(self.i..self.i + 4).ok_or(Malformed)?;
-                    if !hex.iter().all(u8::is_ascii_hexdigit) {
-                        return Err(Malformed);
-                    }
-                    self.i += 4;
+            any = true;
+            self.i += 1 + self.escape(self.i + 1)?;
+        }
+    }
+
+    /// Checks the escapes whose letters are at the bits of `letters`, counted from `base`.
+    fn check_escapes(&self, base: usize, mut letters: u64) -> Result<(), Malformed> {
+        while letters != 0 {
+            self.escape(base + letters.trailing_zeros() as usize)?;
+            letters &= letters - 1;
+        }
+        Ok(())
+    }
+
+    /// The length of the escape whose letter is at `at` (after its backslash).
+    #[inline]
+    fn escape(&self, at: usize) -> Result<usize, Malformed> {
+        let letter = *self.b.get(at).ok_or(Malformed)?;
+        match ESCAPE_LENGTHS[usize::from(letter)] {
+            0 => Err(Malformed),
+            5 => {
+                let hex = self.b.get(at + 1..at + 5).ok_or(Malformed)?;
+                if hex.iter().all(u8::is_ascii_hexdigit) {
+                    Ok(5)
+                } else {
+                    Err(Malformed)
                 }
-                _ => return Err(Malformed),
             }
+            n => Ok(usize::from(n)),
         }
     }
 
@@ -424,7 +535,62 @@ mod tests {
         assert_eq!(members(deep.as_bytes()).err(), Some(Malformed));
     }
 
+    /// One piece of a JSON string's text: a plain character or an escape.
+    fn piece() -> impl Strategy<Value = &'static str> {
+        prop_oneof![
+            Just("a"),
+            Just("\u{e9}"),
+            Just("\u{1f600}"),
+            Just("\\n"),
+            Just("\\\""),
+            Just("\\\\"),
+            Just("\\/"),
+            Just("\\u00e9"),
+            Just("\\ud83d\\ude00"),
+        ]
+    }
+
     proptest! {
+        /// Escape-dense strings of every length, at every offset from the 64-byte blocks
+        /// (escapes split across two blocks included), read as serde reads them.
+        #[test]
+        fn escape_dense_strings_match_serde(pieces in prop::collection::vec(piece(), 0..160), pad in 0usize..64) {
+            let text: String = pieces.concat();
+            let body = format!("{{\"p\":\"{}\",\"s\":\"{text}\",\"n\":1}}", "x".repeat(pad));
+            let expected: Value = serde_json::from_str(&body).unwrap();
+            let found = members(body.as_bytes()).unwrap();
+            prop_assert_eq!(found.len(), 3);
+            let s: Value = serde_json::from_slice(found[1].1).unwrap();
+            prop_assert_eq!(&s, &expected["s"]);
+            prop_assert_eq!(found[2].1, b"1");
+        }
+
+        /// A bad escape anywhere in a long string is malformed, as serde finds it.
+        #[test]
+        fn a_bad_escape_anywhere_is_malformed(pieces in prop::collection::vec(piece(), 1..160), at in any::<prop::sample::Index>(), bad in prop_oneof![Just("\\q"), Just("\\u00g0"), Just("\\u12x")], pad in 0usize..64) {
+            let mut pieces = pieces;
+            pieces.insert(at.index(pieces.len()), bad);
+            let body = format!("{{\"p\":\"{}\",\"s\":\"{}\"}}", "x".repeat(pad), pieces.concat());
+            prop_assert!(serde_json::from_str::<Value>(&body).is_err());
+            prop_assert_eq!(members(body.as_bytes()).err(), Some(Malformed));
+        }
+
+        /// The masks agree with walking the bytes one by one.
+        #[test]
+        fn escaped_bytes_follow_backslash_runs(backslashes in any::<u64>(), carry in 0u64..2) {
+            let mut expected = 0u64;
+            let mut escaping = carry == 1;
+            for bit in 0..64 {
+                if escaping {
+                    expected |= 1 << bit;
+                    escaping = false;
+                } else if backslashes & (1 << bit) != 0 {
+                    escaping = true;
+                }
+            }
+            prop_assert_eq!(escaped_bytes(backslashes, carry), (expected, u64::from(escaping)));
+        }
+
         #[test]
         fn quote_or_backslash_finds_the_first(s in prop::collection::vec(prop_oneof![Just(b'"'), Just(b'\\'), Just(b'a'), any::<u8>()], 0..80)) {
             let expected = s.iter().position(|&c| c == b'"' || c == b'\\');
