@@ -1,8 +1,8 @@
 //! Streaming responses: SSE events relayed as the exact bytes received, observed on the
 //! way, and flushed as soon as the upstream has nothing more ready: events that arrived
-//! together go out together, none waits for a later one. Pull-based: the client's reads drive the upstream reads, so a slow
-//! client applies backpressure instead of growing a buffer (and is logged by the
-//! slow-client watchdog, `watchdog.rs`).
+//! together go out together, none waits for a later one. Pull-based: the client's reads
+//! drive the upstream reads, so a slow client applies backpressure instead of growing a
+//! buffer (and is logged by the slow-client watchdog, `watchdog.rs`).
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -24,6 +24,9 @@ use crate::api::{ErrorKind, EventAction, Observer};
 use crate::record::Outcome;
 use crate::sse::SseDecoder;
 use crate::upstream::{UpstreamBody, UpstreamResponse, client_headers, error_chain};
+
+/// The most a relay gathers from what the upstream has ready before handing it over.
+const GATHER_LIMIT: usize = 64 * 1024;
 
 /// Starts relaying an upstream SSE response to the client.
 pub fn relay(ic: Interception, resp: UpstreamResponse) -> Response<Body> {
@@ -86,9 +89,7 @@ impl Relay {
             ic.end(outcome, detail);
         }
     }
-}
 
-impl Relay {
     /// Ends the stream with an error event in the client's API after what was relayed.
     fn fail(&mut self, outcome: Outcome, message: String) {
         if let Some(rest) = self.decoder.finish() {
@@ -105,12 +106,7 @@ impl Relay {
         self.pending_len += bytes.len();
         self.pending.push_back(bytes);
     }
-}
 
-/// The most a relay gathers from what the upstream has ready before handing it over.
-const GATHER_LIMIT: usize = 64 * 1024;
-
-impl Relay {
     /// What was read and not yet handed over, as one chunk: the events that arrived
     /// together go to the client in one write.
     fn take_pending(&mut self) -> Option<Bytes> {

@@ -82,11 +82,18 @@ pub enum RequestError {
 pub struct Pool {
     connector: Connector,
     idle: Mutex<HashMap<Key, VecDeque<Idle>>>,
-    shared: Mutex<HashMap<Key, http2::SendRequest<Full<Bytes>>>>,
+    shared: Mutex<HashMap<Key, Shared>>,
     idle_timeout: Duration,
     /// Whether the task that closes expired idle connections runs: nothing polls an idle
     /// connection, so without it one whose upstream went quiet would stay open.
     sweeping: AtomicBool,
+}
+
+/// An HTTP/2 connection's handle, and when a request last took it.
+#[derive(Debug)]
+struct Shared {
+    sender: http2::SendRequest<Full<Bytes>>,
+    used: Instant,
 }
 
 #[derive(Debug)]
@@ -243,10 +250,11 @@ impl Pool {
     async fn take(&self, key: &Key) -> Option<Taken> {
         {
             let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(sender) = shared.get(key) {
-                if !sender.is_closed() {
+            if let Some(conn) = shared.get_mut(key) {
+                if !conn.sender.is_closed() {
+                    conn.used = Instant::now();
                     return Some(Taken::Shared {
-                        sender: sender.clone(),
+                        sender: conn.sender.clone(),
                         reused: true,
                     });
                 }
@@ -284,13 +292,15 @@ impl Pool {
                 since: Instant::now(),
             });
         }
-        if !self.sweeping.swap(true, Ordering::Relaxed) {
-            self.start_sweeping();
-        }
+        self.sweep();
     }
 
-    /// Closes expired idle connections every half idle timeout, until the pool is gone.
-    fn start_sweeping(self: &Arc<Pool>) {
+    /// Starts the task that closes expired idle connections every half idle timeout,
+    /// until the pool is gone, unless it runs.
+    fn sweep(self: &Arc<Pool>) {
+        if self.sweeping.swap(true, Ordering::Relaxed) {
+            return;
+        }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             self.sweeping.store(false, Ordering::Relaxed);
             return;
@@ -303,11 +313,21 @@ impl Pool {
                 let Some(pool) = pool.upgrade() else {
                     return;
                 };
-                let mut idle = pool.idle.lock().unwrap_or_else(PoisonError::into_inner);
-                idle.retain(|_, list| {
-                    pool.expire(list);
-                    !list.is_empty()
-                });
+                pool.idle
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .retain(|_, list| {
+                        pool.expire(list);
+                        !list.is_empty()
+                    });
+                // A request still under way keeps its HTTP/2 connection open after the
+                // handle is dropped; the connection closes when its last stream ends.
+                pool.shared
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .retain(|_, conn| {
+                        conn.used.elapsed() < pool.idle_timeout && !conn.sender.is_closed()
+                    });
             }
         });
     }
@@ -329,7 +349,7 @@ impl Pool {
         }
     }
 
-    async fn connect(&self, key: &Key) -> Result<Taken, RequestError> {
+    async fn connect(self: &Arc<Pool>, key: &Key) -> Result<Taken, RequestError> {
         let uri = key.uri().map_err(|e| RequestError::Connect(Box::new(e)))?;
         let io = self
             .connector
@@ -349,10 +369,15 @@ impl Pool {
                     tracing::debug!(error = %e, "upstream HTTP/2 connection ended");
                 }
             });
+            let conn = Shared {
+                sender: sender.clone(),
+                used: Instant::now(),
+            };
             self.shared
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .insert(key.clone(), sender.clone());
+                .insert(key.clone(), conn);
+            self.sweep();
             return Ok(Taken::Shared {
                 sender,
                 reused: false,
