@@ -226,9 +226,10 @@ impl Pool {
                             let pool = Arc::clone(&self);
                             return Ok(resp.map(|incoming| {
                                 super::UpstreamBody::Own(OwnBody {
-                                    incoming,
+                                    incoming: Some(incoming),
                                     conn: Some(conn),
                                     home: Some((pool, key.clone())),
+                                    drain: true,
                                 })
                             }));
                         }
@@ -429,10 +430,13 @@ fn for_http1(req: &mut Request<Full<Bytes>>, proxied: bool) {
 /// it is read and gives it back to the pool at its end.
 #[derive(Debug)]
 pub struct OwnBody {
-    incoming: Incoming,
+    /// `None` once dropped (it may be handed to a task that reads its rest).
+    incoming: Option<Incoming>,
     /// `None` once the connection has ended or gone back to the pool.
     conn: Option<H1>,
     home: Option<(Arc<Pool>, Key)>,
+    /// Whether a small unread rest is still read when the body is dropped.
+    drain: bool,
 }
 
 impl OwnBody {
@@ -451,8 +455,11 @@ impl OwnBody {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let mut driven = false;
         loop {
-            if let Poll::Ready(frame) = Pin::new(&mut self.incoming).poll_frame(cx) {
-                if frame.is_none() || self.incoming.is_end_stream() {
+            let Some(incoming) = self.incoming.as_mut() else {
+                return Poll::Ready(None);
+            };
+            if let Poll::Ready(frame) = Pin::new(&mut *incoming).poll_frame(cx) {
+                if frame.is_none() || incoming.is_end_stream() {
                     self.release();
                 }
                 return Poll::Ready(frame);
@@ -470,20 +477,59 @@ impl OwnBody {
     }
 
     pub(super) fn is_end_stream(&self) -> bool {
-        self.incoming.is_end_stream()
+        self.incoming.as_ref().is_none_or(Incoming::is_end_stream)
     }
 
     pub(super) fn size_hint(&self) -> http_body::SizeHint {
-        self.incoming.size_hint()
+        self.incoming
+            .as_ref()
+            .map_or_else(|| http_body::SizeHint::with_exact(0), Incoming::size_hint)
     }
 }
 
+/// The most of a dropped body's unread rest, of known length, that is still read so that its
+/// connection can be reused: an error answer left unread before a retry, say.
+const DRAIN_LIMIT: u64 = 64 * 1024;
+/// How long that rest may take to arrive.
+const DRAIN_TIME: Duration = Duration::from_secs(1);
+
 impl Drop for OwnBody {
     fn drop(&mut self) {
-        // A body nobody read because it was empty leaves the connection reusable.
-        if self.incoming.is_end_stream() {
+        let Some(incoming) = self.incoming.take() else {
+            return;
+        };
+        if incoming.is_end_stream() {
+            // Read to its end, or empty: the connection can carry the next request.
             self.release();
+            return;
         }
+        let small = incoming
+            .size_hint()
+            .exact()
+            .is_some_and(|rest| rest <= DRAIN_LIMIT);
+        let (Some(conn), Some(home)) = (self.conn.take(), self.home.take()) else {
+            return;
+        };
+        if !self.drain || !small || conn.conn.is_none() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let mut rest = OwnBody {
+            incoming: Some(incoming),
+            conn: Some(conn),
+            home: Some(home),
+            // Dropped unfinished, this one closes its connection.
+            drain: false,
+        };
+        runtime.spawn(async move {
+            // At the end of the body the connection goes back to the pool.
+            let _ = tokio::time::timeout(DRAIN_TIME, async {
+                while let Some(Ok(_)) = poll_fn(|cx| rest.poll_frame(cx)).await {}
+            })
+            .await;
+        });
     }
 }
 

@@ -33,6 +33,11 @@ fn answer(path: &str) -> http::Response<StreamBody<BoxStream>> {
     let slow = path == "/slow";
     let stream = async_stream(chunks, slow);
     let mut resp = http::Response::new(StreamBody::new(stream));
+    if path == "/busy" {
+        *resp.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+        resp.headers_mut()
+            .insert(http::header::CONTENT_LENGTH, "5".parse().unwrap());
+    }
     if path == "/close" {
         resp.headers_mut()
             .insert(http::header::CONNECTION, "close".parse().unwrap());
@@ -123,6 +128,19 @@ async fn a_body_dropped_before_its_end_closes_its_connection() {
     // The dropped request's answer may still come: its connection cannot carry another.
     assert_eq!(text(get(&client, &base, "/").await).await, "hello");
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_small_answer_left_unread_is_read_so_its_connection_is_reused() {
+    // As before a retry: the 503's body is not read.
+    let (base, accepted) = server().await;
+    let client = client();
+    let busy = get(&client, &base, "/busy").await;
+    assert_eq!(busy.status(), 503);
+    drop(busy);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(text(get(&client, &base, "/").await).await, "hello");
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]
