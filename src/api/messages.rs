@@ -329,9 +329,23 @@ impl MessagesObserver {
 
 impl Observer for MessagesObserver {
     fn on_event(&mut self, event: &SseEvent) -> EventAction {
-        // Text deltas are most of a stream and say nothing the records need.
-        if event.event_type() == Some("content_block_delta") && memchr_text_delta(&event.raw) {
-            return EventAction::Forward;
+        // Events that say nothing the records need are not parsed: text deltas (most of a
+        // stream), the start of a text block, the end of a block when no tool use or
+        // thinking block is open, pings.
+        match event.event_type() {
+            Some("content_block_delta") if memchr_text_delta(&event.raw) => {
+                return EventAction::Forward;
+            }
+            Some("content_block_start") if memchr_text_block(&event.raw) => {
+                return EventAction::Forward;
+            }
+            Some("content_block_stop") if self.open.is_empty() => return EventAction::Forward,
+            Some("ping") => return EventAction::Forward,
+            Some("message_stop") => {
+                self.stopped = true;
+                return EventAction::Forward;
+            }
+            _ => {}
         }
         if let Some(data) = event.data()
             && let Ok(ev) = serde_json::from_str::<EventView>(&data)
@@ -362,6 +376,14 @@ impl Observer for MessagesObserver {
     fn finished(&self) -> bool {
         self.stopped
     }
+}
+
+/// Whether a `content_block_start` opens a text block. Inside a JSON string a quote is
+/// escaped, so the needle can only be the event's own structure.
+fn memchr_text_block(raw: &[u8]) -> bool {
+    static TEXT_BLOCK: super::Needle =
+        super::Needle::new(|| memchr::memmem::Finder::new(b"\"content_block\":{\"type\":\"text\""));
+    TEXT_BLOCK.is_in(raw)
 }
 
 fn memchr_text_delta(raw: &[u8]) -> bool {
@@ -445,5 +467,74 @@ mod tests {
             (10, 42, 5, 2)
         );
         assert_eq!(obs.tool_calls[0].input, serde_json::json!({"a": 1}));
+    }
+
+    #[test]
+    fn events_left_unparsed_change_nothing_the_records_need() {
+        let ev = |name: &str, data: serde_json::Value| {
+            SseEvent::new(bytes::Bytes::from(format!(
+                "event: {name}\ndata: {data}\n\n"
+            )))
+        };
+        let stream = [
+            ev(
+                "content_block_start",
+                serde_json::json!({"type": "content_block_start", "index": 0,
+                "content_block": {"type": "text", "text": ""}}),
+            ),
+            ev(
+                "content_block_delta",
+                serde_json::json!({"type": "content_block_delta", "index": 0,
+                "delta": {"type": "text_delta", "text": "let me look"}}),
+            ),
+            ev(
+                "content_block_stop",
+                serde_json::json!({"type": "content_block_stop", "index": 0}),
+            ),
+            ev("ping", serde_json::json!({"type": "ping"})),
+            ev(
+                "content_block_start",
+                serde_json::json!({"type": "content_block_start", "index": 1,
+                "content_block": {"type": "thinking", "thinking": ""}}),
+            ),
+            ev(
+                "content_block_delta",
+                serde_json::json!({"type": "content_block_delta", "index": 1,
+                "delta": {"type": "thinking_delta", "thinking": "hmm"}}),
+            ),
+            ev(
+                "content_block_stop",
+                serde_json::json!({"type": "content_block_stop", "index": 1}),
+            ),
+            ev(
+                "content_block_start",
+                serde_json::json!({"type": "content_block_start", "index": 2,
+                "content_block": {"type": "tool_use", "id": "toolu_2", "name": "Read", "input": {}}}),
+            ),
+            ev(
+                "content_block_delta",
+                serde_json::json!({"type": "content_block_delta", "index": 2,
+                "delta": {"type": "input_json_delta", "partial_json": "{}"}}),
+            ),
+            ev(
+                "content_block_stop",
+                serde_json::json!({"type": "content_block_stop", "index": 2}),
+            ),
+        ];
+        let mut o = MessagesObserver::default();
+        for event in &stream {
+            assert_eq!(o.on_event(event), EventAction::Forward);
+        }
+        assert!(!o.finished());
+        o.on_event(&ev(
+            "message_stop",
+            serde_json::json!({"type": "message_stop"}),
+        ));
+        assert!(o.finished());
+        let obs = o.take();
+        assert_eq!(obs.thoughts.len(), 1);
+        assert_eq!(obs.thoughts[0].content, "hmm");
+        assert_eq!(obs.tool_calls.len(), 1);
+        assert_eq!(obs.tool_calls[0].name, "Read");
     }
 }
