@@ -471,65 +471,43 @@ mod tests {
 
     #[test]
     fn events_left_unparsed_change_nothing_the_records_need() {
-        let ev = |name: &str, data: serde_json::Value| {
-            SseEvent::new(bytes::Bytes::from(format!(
-                "event: {name}\ndata: {data}\n\n"
-            )))
+        use serde_json::{Value, json};
+        // The event's name is its data's type, as Anthropic sends them.
+        let ev = |data: Value| {
+            let raw = format!(
+                "event: {}\ndata: {data}\n\n",
+                data["type"].as_str().unwrap()
+            );
+            SseEvent::new(bytes::Bytes::from(raw))
         };
+        let start = |index: u32, block: Value| {
+            ev(json!({"type": "content_block_start", "index": index, "content_block": block}))
+        };
+        let delta = |index: u32, delta: Value| {
+            ev(json!({"type": "content_block_delta", "index": index, "delta": delta}))
+        };
+        let stop = |index: u32| ev(json!({"type": "content_block_stop", "index": index}));
         let stream = [
-            ev(
-                "content_block_start",
-                serde_json::json!({"type": "content_block_start", "index": 0,
-                "content_block": {"type": "text", "text": ""}}),
+            start(0, json!({"type": "text", "text": ""})),
+            delta(0, json!({"type": "text_delta", "text": "let me look"})),
+            stop(0),
+            ev(json!({"type": "ping"})),
+            start(1, json!({"type": "thinking", "thinking": ""})),
+            delta(1, json!({"type": "thinking_delta", "thinking": "hmm"})),
+            stop(1),
+            start(
+                2,
+                json!({"type": "tool_use", "id": "toolu_2", "name": "Read", "input": {}}),
             ),
-            ev(
-                "content_block_delta",
-                serde_json::json!({"type": "content_block_delta", "index": 0,
-                "delta": {"type": "text_delta", "text": "let me look"}}),
-            ),
-            ev(
-                "content_block_stop",
-                serde_json::json!({"type": "content_block_stop", "index": 0}),
-            ),
-            ev("ping", serde_json::json!({"type": "ping"})),
-            ev(
-                "content_block_start",
-                serde_json::json!({"type": "content_block_start", "index": 1,
-                "content_block": {"type": "thinking", "thinking": ""}}),
-            ),
-            ev(
-                "content_block_delta",
-                serde_json::json!({"type": "content_block_delta", "index": 1,
-                "delta": {"type": "thinking_delta", "thinking": "hmm"}}),
-            ),
-            ev(
-                "content_block_stop",
-                serde_json::json!({"type": "content_block_stop", "index": 1}),
-            ),
-            ev(
-                "content_block_start",
-                serde_json::json!({"type": "content_block_start", "index": 2,
-                "content_block": {"type": "tool_use", "id": "toolu_2", "name": "Read", "input": {}}}),
-            ),
-            ev(
-                "content_block_delta",
-                serde_json::json!({"type": "content_block_delta", "index": 2,
-                "delta": {"type": "input_json_delta", "partial_json": "{}"}}),
-            ),
-            ev(
-                "content_block_stop",
-                serde_json::json!({"type": "content_block_stop", "index": 2}),
-            ),
+            delta(2, json!({"type": "input_json_delta", "partial_json": "{}"})),
+            stop(2),
         ];
         let mut o = MessagesObserver::default();
         for event in &stream {
             assert_eq!(o.on_event(event), EventAction::Forward);
         }
         assert!(!o.finished());
-        o.on_event(&ev(
-            "message_stop",
-            serde_json::json!({"type": "message_stop"}),
-        ));
+        o.on_event(&ev(json!({"type": "message_stop"})));
         assert!(o.finished());
         let obs = o.take();
         assert_eq!(obs.thoughts.len(), 1);

@@ -3,10 +3,10 @@
 //!
 //! A coding client's request is mostly text the bridge never reads (system prompt, tool
 //! definitions, earlier turns with file contents), full of escapes. serde_json skips a
-//! string byte by byte; this scanner finds a long string's quotes and backslashes 64 bytes
-//! at a time with SIMD compares and steps from one to the next within those bit masks, so
-//! reading the few fields the bridge needs from a 100 KB body costs a fraction of a full
-//! parse.
+//! string byte by byte; this scanner finds a string's quotes and backslashes 64 bytes at a
+//! time with SIMD compares and works out which bytes are escaped for the whole block at
+//! once, so reading the few fields the bridge needs from a 100 KB body costs a fraction of
+//! a full parse.
 //! What the bridge reads is then decoded by serde_json from its own span.
 //!
 //! The structure is checked as strictly as JSON requires (brackets, commas, colons,
