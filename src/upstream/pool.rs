@@ -202,7 +202,9 @@ impl Pool {
         loop {
             let taken = match self.take(&key).await {
                 Some(taken) => taken,
-                None => self.connect(&key).await?,
+                // Boxed: making a connection is rare, and its future would otherwise make
+                // every request's future as large as itself.
+                None => Box::pin(self.connect(&key)).await?,
             };
             let (mut failed, reused) = match taken {
                 Taken::Shared { mut sender, reused } => {
