@@ -42,7 +42,7 @@ fn members(json: &[u8]) -> Result<Vec<Member<'_>>, Malformed> {
 /// in the same pass: the array is usually most of the body, and is not scanned twice.
 /// `None` when no member `key` holds an array.
 fn members_and_elements<'a>(json: &'a [u8], key: &str) -> Result<Scanned<'a>, Malformed> {
-    let mut s = Scanner::new(json);
+    let mut s = Scanner { b: json, i: 0 };
     s.ws();
     let mut out = Vec::new();
     let mut items = None;
@@ -209,10 +209,6 @@ struct Scanner<'a> {
 }
 
 impl<'a> Scanner<'a> {
-    fn new(b: &'a [u8]) -> Scanner<'a> {
-        Scanner { b, i: 0 }
-    }
-
     fn peek(&self) -> Option<u8> {
         self.b.get(self.i).copied()
     }

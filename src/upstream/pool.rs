@@ -6,7 +6,8 @@
 //! the client in one write, instead of crossing from a connection task to the relay one
 //! chunk per wake-up (hyper-util's pooled client hands over one chunk at a time). A
 //! connection whose body was read to its end goes back to the pool; one dropped before
-//! that is closed, since its request cannot be taken back.
+//! that is closed, since its request cannot be taken back, unless the rest is small and of
+//! known length (an error answer left unread before a retry): a task reads it first.
 //!
 //! An HTTP/2 connection (offered by ALPN) carries many requests at once, so it runs in a
 //! task of its own and is shared.
