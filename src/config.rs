@@ -191,6 +191,10 @@ pub struct RawRecording {
     pub spool_dir: Option<String>,
     /// Records that may wait in memory.
     pub queue_capacity: Option<usize>,
+    /// The most records written in one transaction.
+    pub max_batch: Option<usize>,
+    /// How long the writer waits for more records after the first of a batch (`"20ms"`).
+    pub batch_linger: Option<String>,
 }
 
 /// A virtual key, validated: only its hash is kept.
@@ -273,6 +277,10 @@ pub struct Config {
     pub spool_dir: Option<PathBuf>,
     /// Recording queue capacity.
     pub queue_capacity: usize,
+    /// The most records written in one transaction.
+    pub record_max_batch: usize,
+    /// How long the writer waits for more records after the first of a batch.
+    pub record_batch_linger: Duration,
     /// MCP servers and the tool loop.
     pub mcp: crate::mcp::McpConfig,
     /// Grace period for in-flight requests on shutdown.
@@ -283,6 +291,12 @@ pub struct Config {
 
 /// Default listen address: loopback only, so single-user mode is safe.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Upper bound of `[recording] max_batch`: a batch is held in memory whole.
+const MAX_RECORD_BATCH: usize = 65_536;
+/// Upper bound of `[recording] batch_linger`: records wait this long in memory at most
+/// before their transaction starts.
+const MAX_BATCH_LINGER: Duration = Duration::from_secs(10);
+
 /// Default audit database: a SQLite file beside the process.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://aibridge.db?mode=rwc";
 
@@ -382,6 +396,31 @@ impl Config {
             Some(text) => parse_duration(&text).map_err(|m| invalid("shutdown_delay", m))?,
             None => Duration::ZERO,
         };
+        let pipeline_defaults = crate::record::pipeline::PipelineConfig::default();
+        let record_max_batch = match raw.recording.max_batch {
+            Some(n) if !(1..=MAX_RECORD_BATCH).contains(&n) => {
+                return Err(invalid(
+                    "recording.max_batch",
+                    format!("{n} is not between 1 and {MAX_RECORD_BATCH}"),
+                ));
+            }
+            Some(n) => n,
+            None => pipeline_defaults.max_batch,
+        };
+        let record_batch_linger = match raw.recording.batch_linger {
+            Some(text) => {
+                let linger =
+                    parse_duration(&text).map_err(|m| invalid("recording.batch_linger", m))?;
+                if linger > MAX_BATCH_LINGER {
+                    return Err(invalid(
+                        "recording.batch_linger",
+                        format!("`{text}` is longer than 10s"),
+                    ));
+                }
+                linger
+            }
+            None => pipeline_defaults.batch_linger,
+        };
         let mcp = crate::mcp::validate(raw.mcp, &|name| env.var(name))
             .map_err(|e| invalid(e.path, e.message))?;
         Ok(Config {
@@ -395,6 +434,8 @@ impl Config {
             recording_enabled: raw.recording.enabled.unwrap_or(true),
             spool_dir: raw.recording.spool_dir.map(PathBuf::from),
             queue_capacity: raw.recording.queue_capacity.unwrap_or(65_536),
+            record_max_batch,
+            record_batch_linger,
             mcp,
             shutdown_grace,
             shutdown_delay,
@@ -634,6 +675,32 @@ mod tests {
         let raw = parse_toml("[recording]\nenabled = false\n").unwrap();
         let cfg = Config::validate(raw, &env(&[])).unwrap();
         assert!(!cfg.recording_enabled);
+    }
+
+    #[test]
+    fn recording_batches_can_be_tuned_within_bounds() {
+        let raw = parse_toml("[recording]\nmax_batch = 100\nbatch_linger = \"250ms\"\n").unwrap();
+        let cfg = Config::validate(raw, &env(&[])).unwrap();
+        assert_eq!(cfg.record_max_batch, 100);
+        assert_eq!(cfg.record_batch_linger, Duration::from_millis(250));
+
+        let defaults = Config::validate(RawConfig::default(), &env(&[])).unwrap();
+        let pipeline = crate::record::pipeline::PipelineConfig::default();
+        assert_eq!(defaults.record_max_batch, pipeline.max_batch);
+        assert_eq!(defaults.record_batch_linger, pipeline.batch_linger);
+
+        for (text, path) in [
+            ("max_batch = 0", "recording.max_batch"),
+            ("max_batch = 1000000", "recording.max_batch"),
+            ("batch_linger = \"11s\"", "recording.batch_linger"),
+            ("batch_linger = \"soon\"", "recording.batch_linger"),
+        ] {
+            let raw = parse_toml(&format!("[recording]\n{text}\n")).unwrap();
+            match Config::validate(raw, &env(&[])) {
+                Err(ConfigError::Invalid { path: p, .. }) => assert_eq!(p, path, "{text}"),
+                other => panic!("{text}: {:?}", other.map(|_| ())),
+            }
+        }
     }
 
     #[test]

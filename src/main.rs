@@ -362,6 +362,8 @@ async fn start_recording(
             queue_capacity: config.queue_capacity,
             spool_path: Some(spool_dir.join("aibridge.spool")),
             metrics: PipelineMetrics::register(registry),
+            max_batch: config.record_max_batch,
+            batch_linger: config.record_batch_linger,
             ..PipelineConfig::default()
         },
     ))

@@ -59,8 +59,8 @@ impl Default for PipelineConfig {
     fn default() -> Self {
         Self {
             queue_capacity: 65_536,
-            max_batch: 512,
-            batch_linger: Duration::from_millis(5),
+            max_batch: 2048,
+            batch_linger: Duration::from_millis(20),
             drain_timeout: Duration::from_secs(10),
             spool_path: None,
             retry_for: Duration::from_secs(5),
