@@ -3,7 +3,7 @@
 //! `Retry-After`) without calling the upstream; after `open_for` one probe goes through —
 //! its success closes the circuit, its failure opens it again.
 
-use std::collections::HashMap;
+use crate::FastHashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -60,7 +60,7 @@ pub struct BreakerMetrics {
 /// Every circuit of a bridge.
 #[derive(Debug, Default)]
 pub struct Breakers {
-    circuits: Mutex<HashMap<BreakerLabels, State>>,
+    circuits: Mutex<FastHashMap<BreakerLabels, State>>,
     metrics: BreakerMetrics,
 }
 
@@ -73,7 +73,7 @@ impl Breakers {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<BreakerLabels, State>> {
+    fn lock(&self) -> MutexGuard<'_, FastHashMap<BreakerLabels, State>> {
         self.circuits.lock().unwrap_or_else(PoisonError::into_inner)
     }
 

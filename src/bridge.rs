@@ -2,7 +2,7 @@
 //! a passthrough. It reads the [`Actor`] from request extensions, so any hyper or axum app can
 //! mount it behind its own authentication.
 
-use std::collections::HashMap;
+use crate::FastHashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
@@ -75,7 +75,7 @@ pub struct BridgeState {
     pub(crate) tool_keepalive: std::time::Duration,
     pub(crate) skip_injection_models: Vec<String>,
     /// Each provider's own client (by name): it carries the provider's connect timeout.
-    pub(crate) clients: HashMap<String, HttpClient>,
+    pub(crate) clients: FastHashMap<String, HttpClient>,
     pub(crate) breakers: Breakers,
     /// Cancelled when the shutdown grace period is over: in-flight requests end at once.
     pub(crate) cancel: CancellationToken,
@@ -146,7 +146,8 @@ impl RequestBridge {
     /// Builds a bridge.
     pub fn new(options: BridgeOptions) -> Result<RequestBridge, BridgeError> {
         let tls = crate::upstream::tls_config()?;
-        let mut clients = HashMap::with_capacity(options.providers.len());
+        let mut clients =
+            FastHashMap::with_capacity_and_hasher(options.providers.len(), Default::default());
         for p in &options.providers {
             let connect = p.resilience.timeouts.connect;
             // The environment is read here, once: never per request.

@@ -26,6 +26,14 @@ pub mod sse;
 pub mod upstream;
 
 pub use actor::{Actor, Authenticator};
+
+/// A hash map for the maps looked up on every request whose keys come from the
+/// configuration or are bounded (upstreams, providers, capped model labels, record ids):
+/// foldhash hashes a short key in a few instructions where the standard SipHash takes
+/// hundreds, and its per-map random seed still spreads keys a client chose.
+pub(crate) type FastHashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+/// The set that goes with [`FastHashMap`].
+pub(crate) type FastHashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 pub use bridge::{BridgeOptions, RequestBridge};
 pub use config::Config;
 pub use record::{Record, Recorder};

@@ -1,7 +1,7 @@
 //! Prometheus metrics (prometheus-client), registered once at start-up. Labels are bounded
 //! sets: never prompt text or an actor id.
 
-use std::collections::HashSet;
+use crate::FastHashSet;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -262,7 +262,7 @@ pub const OTHER_MODEL: &str = "other";
 /// [`OTHER_MODEL`].
 #[derive(Debug, Clone, Default)]
 pub struct ModelLabelCap {
-    seen: Arc<RwLock<HashSet<String>>>,
+    seen: Arc<RwLock<FastHashSet<String>>>,
 }
 
 impl ModelLabelCap {

@@ -12,7 +12,8 @@
 //! An HTTP/2 connection (offered by ALPN) carries many requests at once, so it runs in a
 //! task of its own and is shared.
 
-use std::collections::{HashMap, VecDeque};
+use crate::FastHashMap;
+use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -82,8 +83,8 @@ pub enum RequestError {
 #[derive(Debug)]
 pub struct Pool {
     connector: Connector,
-    idle: Mutex<HashMap<Key, VecDeque<Idle>>>,
-    shared: Mutex<HashMap<Key, Shared>>,
+    idle: Mutex<FastHashMap<Key, VecDeque<Idle>>>,
+    shared: Mutex<FastHashMap<Key, Shared>>,
     idle_timeout: Duration,
     /// Whether the task that closes expired idle connections runs: nothing polls an idle
     /// connection, so without it one whose upstream went quiet would stay open.
@@ -185,8 +186,8 @@ impl Pool {
     pub fn new(connector: Connector, idle_timeout: Duration) -> Pool {
         Pool {
             connector,
-            idle: Mutex::new(HashMap::new()),
-            shared: Mutex::new(HashMap::new()),
+            idle: Mutex::default(),
+            shared: Mutex::default(),
             idle_timeout,
             sweeping: AtomicBool::new(false),
         }

@@ -17,8 +17,9 @@
 //! without copying them into intermediate models, and both backends share one text apart
 //! from their parameter syntax. The schema itself stays in `migrations/` and the entities.
 
+use crate::{FastHashMap, FastHashSet};
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::OnceLock;
 
 use sea_orm::sqlx;
@@ -254,8 +255,8 @@ impl<'a> Plan<'a> {
     fn new(records: &'a [Record]) -> Plan<'a> {
         // Which interceptions start in this batch, and the last end of each (the one an
         // `UPDATE` per end, applied in order, would have left).
-        let mut starts = HashSet::new();
-        let mut last_end: HashMap<Uuid, &InterceptionEndedRecord> = HashMap::new();
+        let mut starts = FastHashSet::default();
+        let mut last_end: FastHashMap<Uuid, &InterceptionEndedRecord> = FastHashMap::default();
         for record in records {
             match record {
                 Record::Interception(r) => {
