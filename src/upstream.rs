@@ -21,6 +21,7 @@ use crate::actor::{ACTOR_ID_HEADER, ACTOR_METADATA_PREFIX, Actor};
 use crate::provider::{ProviderConfig, ProviderKind};
 use crate::secret::mask;
 
+pub mod h1;
 mod pool;
 pub mod proxy;
 
@@ -284,6 +285,17 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
+/// Why reading an upstream body failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// On an HTTP/1.1 connection.
+    #[error(transparent)]
+    Http1(#[from] h1::H1Error),
+    /// On an HTTP/2 connection.
+    #[error(transparent)]
+    Http2(#[from] hyper::Error),
+}
+
 /// The body of an [`UpstreamResponse`].
 #[derive(Debug)]
 pub enum UpstreamBody {
@@ -297,7 +309,7 @@ pub enum UpstreamBody {
 
 impl UpstreamBody {
     /// The next chunk of data, `None` at the end; trailers are skipped.
-    pub async fn chunk(&mut self) -> Result<Option<Bytes>, hyper::Error> {
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>, BodyError> {
         loop {
             match self.frame().await {
                 None => return Ok(None),
@@ -314,15 +326,15 @@ impl UpstreamBody {
 
 impl http_body::Body for UpstreamBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
-            UpstreamBody::Own(body) => body.poll_frame(cx),
-            UpstreamBody::Shared(body) => Pin::new(body).poll_frame(cx),
+            UpstreamBody::Own(body) => body.poll_frame(cx).map_err(BodyError::Http1),
+            UpstreamBody::Shared(body) => Pin::new(body).poll_frame(cx).map_err(BodyError::Http2),
             UpstreamBody::Made(body) => Pin::new(body)
                 .poll_frame(cx)
                 .map_err(|never| match never {}),

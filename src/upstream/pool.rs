@@ -1,7 +1,8 @@
 //! Upstream connections and their reuse.
 //!
-//! An HTTP/1.1 connection has no task of its own: the request that uses it drives it, and
-//! after the request its response body does. So the chunks of an upstream stream that
+//! An HTTP/1.1 connection has no task of its own: the request that uses it writes the
+//! request and reads the response head ([`super::h1`]), and after that its response body
+//! reads the body straight from the connection. So the chunks of an upstream stream that
 //! arrived together are decoded and relayed in one go by the relay's task, and go out to
 //! the client in one write, instead of crossing from a connection task to the relay one
 //! chunk per wake-up (hyper-util's pooled client hands over one chunk at a time). A
@@ -15,7 +16,6 @@
 use crate::FastHashMap;
 use std::collections::VecDeque;
 use std::future::poll_fn;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
@@ -27,13 +27,13 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
 use http_body::{Body as _, Frame};
 use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::client::conn::{TrySendError, http1, http2};
+use hyper::client::conn::http2;
 use hyper_util::client::legacy::connect::Connection as _;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tower::ServiceExt;
 
-use super::{BoxError, Connection, Connector};
+use super::h1::{Framing, H1, H1Error};
+use super::{BoxError, Connector};
 
 /// Where a pooled connection goes: an upstream's scheme and authority. The proxy, if any,
 /// follows from them.
@@ -73,9 +73,12 @@ pub enum RequestError {
     /// The HTTP/2 handshake failed.
     #[error("HTTP/2 handshake failed")]
     Handshake(#[source] hyper::Error),
-    /// The connection failed while the request was sent or its response awaited.
+    /// The HTTP/2 connection failed while the request was sent or its response awaited.
     #[error("request failed")]
     Send(#[source] hyper::Error),
+    /// The HTTP/1.1 connection failed while the request was sent or its response awaited.
+    #[error("request failed")]
+    Exchange(#[source] H1Error),
 }
 
 /// Idle HTTP/1.1 connections per upstream, and the HTTP/2 connection of each upstream
@@ -102,70 +105,6 @@ struct Shared {
 struct Idle {
     conn: H1,
     since: Instant,
-}
-
-/// An HTTP/1.1 connection and the handle to send on it.
-#[derive(Debug)]
-pub struct H1 {
-    sender: http1::SendRequest<Full<Bytes>>,
-    /// `None` once it has ended: dropping it hands a request it never took back to its
-    /// sender, and fails one it took. Boxed: with the TLS state inside it is kilobytes,
-    /// and the response that carries it is moved many times per request.
-    conn: Option<Box<http1::Connection<Connection, Full<Bytes>>>>,
-    /// Requests go to a forwarding proxy: absolute-form URIs.
-    proxied: bool,
-}
-
-impl H1 {
-    /// Drives the connection; `Ready` once it has ended (closed, failed, or done).
-    fn poll_conn(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let Some(conn) = self.conn.as_mut() else {
-            return Poll::Ready(());
-        };
-        if let Poll::Ready(ended) = Pin::new(&mut **conn).poll(cx) {
-            if let Err(e) = ended {
-                tracing::debug!(error = %e, "upstream connection ended");
-            }
-            self.conn = None;
-            return Poll::Ready(());
-        }
-        Poll::Pending
-    }
-
-    /// Whether this idle connection can take a request: it is still open and hyper has
-    /// finished with the previous exchange.
-    async fn ready(&mut self) -> bool {
-        poll_fn(|cx| {
-            if self.poll_conn(cx).is_ready() {
-                return Poll::Ready(false);
-            }
-            self.sender.poll_ready(cx).map(|ready| ready.is_ok())
-        })
-        .await
-    }
-
-    /// Sends `req` and waits for the response head, driving the connection meanwhile. A
-    /// request the connection never started to write comes back with the error.
-    async fn send(
-        &mut self,
-        req: Request<Full<Bytes>>,
-    ) -> Result<Response<Incoming>, TrySendError<Request<Full<Bytes>>>> {
-        let mut response = std::pin::pin!(self.sender.try_send_request(req));
-        poll_fn(|cx| {
-            loop {
-                if let Poll::Ready(done) = response.as_mut().poll(cx) {
-                    return Poll::Ready(done);
-                }
-                let ended = self.conn.is_none();
-                // The connection is what moves the request; once it has ended (and been
-                // dropped), the request has its answer: an error.
-                if self.poll_conn(cx).is_pending() || ended {
-                    return Poll::Pending;
-                }
-            }
-        })
-        .await
-    }
 }
 
 /// A connection taken for one request.
@@ -208,46 +147,52 @@ impl Pool {
                 // every request's future as large as itself.
                 None => Box::pin(self.connect(&key)).await?,
             };
-            let (mut failed, reused) = match taken {
+            match taken {
                 Taken::Shared { mut sender, reused } => {
                     sender.ready().await.map_err(RequestError::Send)?;
                     match sender.try_send_request(req).await {
                         Ok(resp) => return Ok(resp.map(super::UpstreamBody::Shared)),
-                        Err(e) => {
+                        Err(mut e) => {
                             // Not offered again: a retry makes a new connection.
                             self.shared
                                 .lock()
                                 .unwrap_or_else(PoisonError::into_inner)
                                 .remove(&key);
-                            (e, reused)
+                            match e.take_message() {
+                                Some(unsent) if reused => req = unsent,
+                                _ => return Err(RequestError::Send(e.into_error())),
+                            }
                         }
                     }
                 }
                 Taken::Own { mut conn, reused } => {
                     for_http1(&mut req, conn.proxied);
-                    match conn.send(req).await {
-                        Ok(resp) => {
-                            let pool = Arc::clone(&self);
-                            return Ok(resp.map(|incoming| {
-                                super::UpstreamBody::Own(OwnBody {
-                                    incoming: Some(incoming),
-                                    conn: Some(conn),
-                                    home: Some((pool, key.clone())),
-                                    drain: true,
-                                })
-                            }));
+                    let (parts, body) = req.into_parts();
+                    let body = full_bytes(body);
+                    match conn.send(&parts, &body).await {
+                        Ok((head, framing)) => {
+                            let mut own = OwnBody {
+                                conn: Some(conn),
+                                framing,
+                                home: Some((Arc::clone(&self), key.clone())),
+                                drain: true,
+                            };
+                            if framing == Framing::Done {
+                                own.release();
+                            }
+                            return Ok(http::Response::from_parts(
+                                head,
+                                super::UpstreamBody::Own(own),
+                            ));
                         }
-                        Err(e) => (e, reused),
+                        Err(failed) if failed.unsent && reused => {
+                            req = Request::from_parts(parts, Full::new(body));
+                        }
+                        Err(failed) => return Err(RequestError::Exchange(failed.error)),
                     }
                 }
-            };
-            match failed.take_message() {
-                Some(unsent) if reused => {
-                    req = unsent;
-                    *req.uri_mut() = uri.clone();
-                }
-                _ => return Err(RequestError::Send(failed.into_error())),
             }
+            *req.uri_mut() = uri.clone();
         }
     }
 
@@ -388,15 +333,8 @@ impl Pool {
                 reused: false,
             });
         }
-        let (sender, conn) = http1::handshake(io)
-            .await
-            .map_err(|e| RequestError::Connect(Box::new(e)))?;
         Ok(Taken::Own {
-            conn: H1 {
-                sender,
-                conn: Some(Box::new(conn)),
-                proxied: connected.is_proxied(),
-            },
+            conn: H1::new(io, connected.is_proxied()),
             reused: false,
         })
     }
@@ -430,14 +368,23 @@ fn for_http1(req: &mut Request<Full<Bytes>>, proxied: bool) {
     }
 }
 
-/// The body of a response on an HTTP/1.1 connection, which drives that connection while
-/// it is read and gives it back to the pool at its end.
+/// The body of a request made as one piece: a `Full` body is ready at once.
+fn full_bytes(body: Full<Bytes>) -> Bytes {
+    let mut body = std::pin::pin!(body);
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    match body.as_mut().poll_frame(&mut cx) {
+        Poll::Ready(Some(Ok(frame))) => frame.into_data().unwrap_or_default(),
+        _ => Bytes::new(),
+    }
+}
+
+/// The body of a response on an HTTP/1.1 connection, read straight from that connection,
+/// which goes back to the pool at the body's end.
 #[derive(Debug)]
 pub struct OwnBody {
-    /// `None` once dropped (it may be handed to a task that reads its rest).
-    incoming: Option<Incoming>,
-    /// `None` once the connection has ended or gone back to the pool.
+    /// `None` once the body ended or failed, or the connection went back to the pool.
     conn: Option<H1>,
+    framing: Framing,
     home: Option<(Arc<Pool>, Key)>,
     /// Whether a small unread rest is still read when the body is dropped.
     drain: bool,
@@ -446,48 +393,44 @@ pub struct OwnBody {
 impl OwnBody {
     fn release(&mut self) {
         if let (Some(conn), Some((pool, key))) = (self.conn.take(), self.home.take())
-            && conn.conn.is_some()
+            && conn.reusable()
         {
             pool.put(key, conn);
         }
     }
 
-    /// Polls the body, driving the connection when no frame is ready yet.
+    /// Polls the body: what the connection's buffer holds of it, or one read more.
     pub(super) fn poll_frame(
         &mut self,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let mut driven = false;
-        loop {
-            let Some(incoming) = self.incoming.as_mut() else {
-                return Poll::Ready(None);
-            };
-            if let Poll::Ready(frame) = Pin::new(&mut *incoming).poll_frame(cx) {
-                if frame.is_none() || incoming.is_end_stream() {
-                    self.release();
-                }
-                return Poll::Ready(frame);
+    ) -> Poll<Option<Result<Frame<Bytes>, H1Error>>> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let polled = conn.poll_data(&mut self.framing, cx);
+        match &polled {
+            // At its end the connection can take the next request at once, before the
+            // reader asks for the end.
+            Poll::Ready(Some(Ok(_)) | None) if self.framing == Framing::Done => self.release(),
+            Poll::Ready(Some(Err(_))) => {
+                self.framing = Framing::Done;
+                self.conn = None;
             }
-            // After one drive the connection has decoded what it could (or ended, which
-            // ends the body): a body still pending waits for the socket.
-            match self.conn.as_mut() {
-                Some(conn) if !driven => {
-                    driven = true;
-                    let _ = conn.poll_conn(cx);
-                }
-                _ => return Poll::Pending,
-            }
+            _ => {}
         }
+        polled.map(|data| data.map(|data| data.map(Frame::data)))
     }
 
     pub(super) fn is_end_stream(&self) -> bool {
-        self.incoming.as_ref().is_none_or(Incoming::is_end_stream)
+        self.framing == Framing::Done
     }
 
     pub(super) fn size_hint(&self) -> http_body::SizeHint {
-        self.incoming
-            .as_ref()
-            .map_or_else(|| http_body::SizeHint::with_exact(0), Incoming::size_hint)
+        match self.framing {
+            Framing::Done => http_body::SizeHint::with_exact(0),
+            Framing::Length(rest) => http_body::SizeHint::with_exact(rest),
+            Framing::Chunked(_) | Framing::UntilClose => http_body::SizeHint::default(),
+        }
     }
 }
 
@@ -499,30 +442,23 @@ const DRAIN_TIME: Duration = Duration::from_secs(1);
 
 impl Drop for OwnBody {
     fn drop(&mut self) {
-        let Some(incoming) = self.incoming.take() else {
-            return;
-        };
-        if incoming.is_end_stream() {
-            // Read to its end, or empty: the connection can carry the next request.
+        if self.framing == Framing::Done {
             self.release();
             return;
         }
-        let small = incoming
-            .size_hint()
-            .exact()
-            .is_some_and(|rest| rest <= DRAIN_LIMIT);
+        let small = matches!(self.framing, Framing::Length(rest) if rest <= DRAIN_LIMIT);
         let (Some(conn), Some(home)) = (self.conn.take(), self.home.take()) else {
             return;
         };
-        if !self.drain || !small || conn.conn.is_none() {
+        if !self.drain || !small {
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
         let mut rest = OwnBody {
-            incoming: Some(incoming),
             conn: Some(conn),
+            framing: self.framing,
             home: Some(home),
             // Dropped unfinished, this one closes its connection.
             drain: false,
