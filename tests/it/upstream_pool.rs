@@ -1,7 +1,8 @@
 //! The upstream client's connections on real loopback sockets: reuse after a body was read,
 //! no reuse of one dropped early or closed by the server, chunks that arrived together
-//! read without waiting on another task, and HTTP/2 (by ALPN, over TLS) shared by
-//! concurrent requests.
+//! read without waiting on another task, the HTTP/1.1 framings a raw server sends (interim
+//! answers, chunk extensions and trailers, a body delimited by the close, a cut chunk, a
+//! malformed head), and HTTP/2 (by ALPN, over TLS) shared by concurrent requests.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -290,4 +291,113 @@ async fn tls_without_http2_uses_http1_and_reuses_the_connection() {
         assert_eq!(text(resp).await, format!("HTTP/1.1 {path}"));
     }
     assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}
+
+/// A raw HTTP/1.1 server: answers the requests of each connection, in turn, with the
+/// given bytes (one answer per request, the connection closed after the last); counts
+/// connections.
+async fn raw_server(answers: Vec<&'static [u8]>) -> (Uri, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            let answers = answers.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                for answer in answers {
+                    let mut seen = Vec::new();
+                    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match socket.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => seen.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    // Written in two pieces, so the head and the body arrive apart.
+                    let (head, body) = answer.split_at(answer.len() / 2);
+                    if socket.write_all(head).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    if socket.write_all(body).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (format!("http://{addr}").parse().unwrap(), accepted)
+}
+
+#[tokio::test]
+async fn interim_answers_chunk_extensions_and_trailers_are_read_and_the_connection_reused() {
+    let (base, accepted) = raw_server(vec![
+        b"HTTP/1.1 103 Early Hints\r\nlink: </a>; rel=preload\r\n\r\n\
+          HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nx-upstream: yes\r\n\r\n\
+          5;name=value\r\nhello\r\n7\r\n, world\r\n0\r\nx-checksum: 1\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nsecond",
+    ])
+    .await;
+    let client = client();
+    let resp = get(&client, &base, "/").await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-upstream"], "yes");
+    assert_eq!(text(resp).await, "hello, world");
+    assert_eq!(text(get(&client, &base, "/").await).await, "second");
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_body_delimited_by_the_close_is_read_to_the_end_and_its_connection_not_reused() {
+    let (base, accepted) = raw_server(vec![
+        b"HTTP/1.0 200 OK\r\ncontent-type: text/event-stream\r\n\r\ndata: a\n\ndata: b\n\n",
+    ])
+    .await;
+    let client = client();
+    assert_eq!(
+        text(get(&client, &base, "/").await).await,
+        "data: a\n\ndata: b\n\n"
+    );
+    assert_eq!(
+        text(get(&client, &base, "/").await).await,
+        "data: a\n\ndata: b\n\n"
+    );
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_response_cut_inside_a_chunk_is_an_error_not_a_short_body() {
+    let (base, _) = raw_server(vec![
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n10\r\nonly part",
+    ])
+    .await;
+    let client = client();
+    let mut body = get(&client, &base, "/").await.into_body();
+    let mut got = Vec::new();
+    let err = loop {
+        match body.chunk().await {
+            Ok(Some(data)) => got.extend_from_slice(&data),
+            Ok(None) => panic!("the cut body ended cleanly"),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(got, b"only part");
+    assert!(err.to_string().contains("closed the connection"), "{err}");
+}
+
+#[tokio::test]
+async fn a_malformed_answer_is_an_error_naming_what_is_wrong() {
+    let (base, _) = raw_server(vec![
+        b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ncontent-length: 4\r\n\r\nabcd",
+    ])
+    .await;
+    let client = client();
+    let uri: Uri = format!("{base}x").parse().unwrap();
+    let req = request(Method::GET, uri, HeaderMap::new(), Bytes::new());
+    let err = client.request(req).await.unwrap_err();
+    let chain = aibridge::upstream::error_chain(&err);
+    assert!(chain.contains("conflicting Content-Length"), "{chain}");
 }
