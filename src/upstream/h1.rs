@@ -84,7 +84,9 @@ pub enum Chunk {
 /// again on another connection).
 #[derive(Debug)]
 pub struct SendError {
+    /// What went wrong.
     pub error: H1Error,
+    /// Nothing of the request reached the connection.
     pub unsent: bool,
 }
 
