@@ -294,9 +294,9 @@ async fn tls_without_http2_uses_http1_and_reuses_the_connection() {
 }
 
 /// A raw HTTP/1.1 server: answers the requests of each connection, in turn, with the
-/// given bytes (one answer per request, the connection closed after the last); counts
-/// connections.
-async fn raw_server(answers: Vec<&'static [u8]>) -> (Uri, Arc<AtomicUsize>) {
+/// given bytes (one answer per request, the connection closed after the last); its URI, a
+/// client, and the count of connections.
+async fn raw_server(answers: Vec<&'static [u8]>) -> (Uri, HttpClient, Arc<AtomicUsize>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -329,19 +329,22 @@ async fn raw_server(answers: Vec<&'static [u8]>) -> (Uri, Arc<AtomicUsize>) {
             });
         }
     });
-    (format!("http://{addr}").parse().unwrap(), accepted)
+    (
+        format!("http://{addr}").parse().unwrap(),
+        client(),
+        accepted,
+    )
 }
 
 #[tokio::test]
 async fn interim_answers_chunk_extensions_and_trailers_are_read_and_the_connection_reused() {
-    let (base, accepted) = raw_server(vec![
+    let (base, client, accepted) = raw_server(vec![
         b"HTTP/1.1 103 Early Hints\r\nlink: </a>; rel=preload\r\n\r\n\
           HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nx-upstream: yes\r\n\r\n\
           5;name=value\r\nhello\r\n7\r\n, world\r\n0\r\nx-checksum: 1\r\n\r\n",
         b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nsecond",
     ])
     .await;
-    let client = client();
     let resp = get(&client, &base, "/").await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-upstream"], "yes");
@@ -352,29 +355,23 @@ async fn interim_answers_chunk_extensions_and_trailers_are_read_and_the_connecti
 
 #[tokio::test]
 async fn a_body_delimited_by_the_close_is_read_to_the_end_and_its_connection_not_reused() {
-    let (base, accepted) = raw_server(vec![
+    let (base, client, accepted) = raw_server(vec![
         b"HTTP/1.0 200 OK\r\ncontent-type: text/event-stream\r\n\r\ndata: a\n\ndata: b\n\n",
     ])
     .await;
-    let client = client();
-    assert_eq!(
-        text(get(&client, &base, "/").await).await,
-        "data: a\n\ndata: b\n\n"
-    );
-    assert_eq!(
-        text(get(&client, &base, "/").await).await,
-        "data: a\n\ndata: b\n\n"
-    );
+    for _ in 0..2 {
+        let body = text(get(&client, &base, "/").await).await;
+        assert_eq!(body, "data: a\n\ndata: b\n\n");
+    }
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test]
 async fn a_response_cut_inside_a_chunk_is_an_error_not_a_short_body() {
-    let (base, _) = raw_server(vec![
+    let (base, client, _) = raw_server(vec![
         b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n10\r\nonly part",
     ])
     .await;
-    let client = client();
     let mut body = get(&client, &base, "/").await.into_body();
     let mut got = Vec::new();
     let err = loop {
@@ -390,11 +387,10 @@ async fn a_response_cut_inside_a_chunk_is_an_error_not_a_short_body() {
 
 #[tokio::test]
 async fn a_malformed_answer_is_an_error_naming_what_is_wrong() {
-    let (base, _) = raw_server(vec![
+    let (base, client, _) = raw_server(vec![
         b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ncontent-length: 4\r\n\r\nabcd",
     ])
     .await;
-    let client = client();
     let uri: Uri = format!("{base}x").parse().unwrap();
     let req = request(Method::GET, uri, HeaderMap::new(), Bytes::new());
     let err = client.request(req).await.unwrap_err();
