@@ -3,7 +3,6 @@
 //! `Retry-After`) without calling the upstream; after `open_for` one probe goes through —
 //! its success closes the circuit, its failure opens it again.
 
-use crate::FastHashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -11,6 +10,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 
+use crate::FastHashMap;
 use crate::metrics::BreakerLabels;
 use crate::resilience::BreakerConfig;
 

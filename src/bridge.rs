@@ -2,7 +2,6 @@
 //! a passthrough. It reads the [`Actor`] from request extensions, so any hyper or axum app can
 //! mount it behind its own authentication.
 
-use crate::FastHashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
@@ -16,6 +15,7 @@ use http_body_util::{BodyExt, Limited};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::FastHashMap;
 use crate::actor::Actor;
 use crate::api::{ApiKind, ErrorKind, RequestInfo, client, error_body};
 use crate::breaker::Breakers;

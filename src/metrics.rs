@@ -1,7 +1,6 @@
 //! Prometheus metrics (prometheus-client), registered once at start-up. Labels are bounded
 //! sets: never prompt text or an actor id.
 
-use crate::FastHashSet;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -10,6 +9,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use crate::FastHashSet;
 
 /// Labels of a finished interception.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -13,7 +13,6 @@
 //! An HTTP/2 connection (offered by ALPN) carries many requests at once, so it runs in a
 //! task of its own and is shared.
 
-use crate::FastHashMap;
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,6 +33,7 @@ use tower::ServiceExt;
 
 use super::h1::{Framing, H1, H1Error};
 use super::{BoxError, Connector};
+use crate::FastHashMap;
 
 /// Where a pooled connection goes: an upstream's scheme and authority. The proxy, if any,
 /// follows from them.

@@ -17,7 +17,6 @@
 //! without copying them into intermediate models, and both backends share one text apart
 //! from their parameter syntax. The schema itself stays in `migrations/` and the entities.
 
-use crate::{FastHashMap, FastHashSet};
 use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::OnceLock;
@@ -31,6 +30,7 @@ use crate::record::{
     InterceptionEndedRecord, InterceptionRecord, ModelThoughtRecord, PromptRecord, Record,
     TokenUsageRecord, ToolUsageRecord,
 };
+use crate::{FastHashMap, FastHashSet};
 
 /// Rows per `INSERT`: well under the bind-parameter limits of SQLite and PostgreSQL.
 const ROWS_PER_INSERT: usize = 256;
