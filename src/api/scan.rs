@@ -149,10 +149,8 @@ fn quote_or_backslash(s: &[u8]) -> Option<usize> {
 
 /// The quotes and the backslashes of 16 bytes, one bit per byte (bit 0 is the first),
 /// by SIMD compares (SSE2 on x86-64, NEON on aarch64, through `wide`).
-fn specials16(lanes: &[u8]) -> (u32, u32) {
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(lanes);
-    let v = u8x16::new(bytes);
+fn specials16(lanes: &[u8; 16]) -> (u32, u32) {
+    let v = u8x16::new(*lanes);
     (
         v.simd_eq(u8x16::splat(b'"')).to_bitmask(),
         v.simd_eq(u8x16::splat(b'\\')).to_bitmask(),
@@ -160,10 +158,10 @@ fn specials16(lanes: &[u8]) -> (u32, u32) {
 }
 
 /// The quotes and the backslashes of a 64-byte block.
-fn specials(block: &[u8]) -> (u64, u64) {
+fn specials(block: &[u8; 64]) -> (u64, u64) {
     let mut quotes = 0u64;
     let mut backslashes = 0u64;
-    for (k, lanes) in block.chunks_exact(16).enumerate() {
+    for (k, lanes) in block.as_chunks::<16>().0.iter().enumerate() {
         let (q, b) = specials16(lanes);
         quotes |= u64::from(q) << (16 * k);
         backslashes |= u64::from(b) << (16 * k);
@@ -173,12 +171,10 @@ fn specials(block: &[u8]) -> (u64, u64) {
 
 /// The `n`s and `t`s of a 64-byte block: after `"` and `\\`, the letters of nearly every
 /// escape in code and prose (`\\n`, `\\t`).
-fn common_letters(block: &[u8]) -> u64 {
+fn common_letters(block: &[u8; 64]) -> u64 {
     let mut found = 0u64;
-    for (k, lanes) in block.chunks_exact(16).enumerate() {
-        let mut bytes = [0u8; 16];
-        bytes.copy_from_slice(lanes);
-        let v = u8x16::new(bytes);
+    for (k, lanes) in block.as_chunks::<16>().0.iter().enumerate() {
+        let v = u8x16::new(*lanes);
         let hits = v.simd_eq(u8x16::splat(b'n')) | v.simd_eq(u8x16::splat(b't'));
         found |= u64::from(hits.to_bitmask()) << (16 * k);
     }
@@ -278,7 +274,11 @@ impl<'a> Scanner<'a> {
     /// from quote to backslash.
     fn string(&mut self) -> Result<bool, Malformed> {
         self.expect(b'"')?;
-        if let Some(head) = self.b.get(self.i..self.i + 16) {
+        if let Some(head) = self
+            .b
+            .get(self.i..self.i + 16)
+            .and_then(|h| <&[u8; 16]>::try_from(h).ok())
+        {
             let (quotes, backslashes) = specials16(head);
             if quotes != 0 && quotes.trailing_zeros() < backslashes.trailing_zeros() {
                 self.i += quotes.trailing_zeros() as usize + 1;
@@ -287,7 +287,11 @@ impl<'a> Scanner<'a> {
         }
         let mut any = false;
         let mut carry = 0;
-        while let Some(block) = self.b.get(self.i..self.i + 64) {
+        while let Some(block) = self
+            .b
+            .get(self.i..self.i + 64)
+            .and_then(|b| <&[u8; 64]>::try_from(b).ok())
+        {
             let (quotes, backslashes) = specials(block);
             let (escaped, carry_out) = escaped_bytes(backslashes, carry);
             let ends = quotes & !escaped;
