@@ -3,12 +3,14 @@
 # load generator (oha) into bench/.tools if it is not there, then runs every scenario,
 # direct to the mock and through the bridge, interleaved, and writes a Markdown table.
 #
-#   bench/run.sh [--quick] [--out FILE] [--rounds N] [--duration SECS]
+#   bench/run.sh [--debug] [--quick] [--out FILE] [--rounds N] [--duration SECS]
 #
 # --quick runs each scenario for one short round: it checks that the benchmark still
-# works, its figures mean little. Results go to bench/results/latest.md unless --out is
-# given. Environment: CARGO_TARGET_DIR (where release binaries are built), OHA (an oha
-# binary to use instead of installing one).
+# works, its figures mean little. --debug (first argument) uses debug binaries instead of
+# release ones: with --quick it is CI's smoke check, which reuses what the tests built.
+# Results go to bench/results/latest.md unless --out is given. Environment:
+# CARGO_TARGET_DIR (where the binaries are built), OHA (an oha binary to use instead of
+# installing one).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -16,8 +18,16 @@ cd "$root"
 target="${CARGO_TARGET_DIR:-$root/target}"
 oha_version="1.16.0"
 
-echo "building release binaries into $target/release" >&2
-cargo build --release --quiet --workspace \
+# Cargo's profile and the folder it builds into.
+profile=release
+dir=release
+if [ "${1:-}" = "--debug" ]; then
+    profile=dev
+    dir=debug
+    shift
+fi
+echo "building $dir binaries into $target/$dir" >&2
+cargo build --profile "$profile" --quiet --workspace \
     --bin aibridge --bin aibridge-mock-upstream --example recorder_throughput
 
 oha="${OHA:-$root/bench/.tools/bin/oha}"
@@ -28,4 +38,4 @@ if ! [ -x "$oha" ] || ! "$oha" --version 2>/dev/null | grep -q "$oha_version"; t
 fi
 
 exec python3 "$root/bench/bench.py" \
-    --bin-dir "$target/release" --oha "$oha" "$@"
+    --bin-dir "$target/$dir" --oha "$oha" "$@"
