@@ -319,7 +319,7 @@ pub(super) async fn write_batch(
 
 /// The same writer for each backend: sqlx's types differ per database, the code does not.
 macro_rules! backend_writer {
-    ($module:ident, $db:ty) => {
+    ($module:ident, $db:ty, $text:ident, $id:ident) => {
         mod $module {
             use sea_orm::sqlx::{self, Database, Pool, query::Query};
 
@@ -382,17 +382,17 @@ macro_rules! backend_writer {
                 r: &'q InterceptionRecord,
                 end: Option<&'q InterceptionEndedRecord>,
             ) -> Q<'q> {
-                q.bind(r.id.to_string())
-                    .bind(text(&r.initiator_id))
-                    .bind(text(&r.provider))
-                    .bind(text(&r.provider_name))
-                    .bind(text(&r.api))
-                    .bind(text(&r.model))
-                    .bind(text(&r.client))
-                    .bind(r.user_agent.as_deref().map(text))
-                    .bind(r.client_session_id.as_deref().map(text))
-                    .bind(text(&r.credential_kind))
-                    .bind(r.credential_hint.as_deref().map(text))
+                q.bind($id(&r.id))
+                    .bind($text(&r.initiator_id))
+                    .bind($text(&r.provider))
+                    .bind($text(&r.provider_name))
+                    .bind($text(&r.api))
+                    .bind($text(&r.model))
+                    .bind($text(&r.client))
+                    .bind(r.user_agent.as_deref().map($text))
+                    .bind(r.client_session_id.as_deref().map($text))
+                    .bind($text(&r.credential_kind))
+                    .bind(r.credential_hint.as_deref().map($text))
                     .bind(r.streaming)
                     .bind(r.started_at)
                     .bind(end.map(|e| e.ended_at))
@@ -404,9 +404,9 @@ macro_rules! backend_writer {
             }
 
             fn token_usage<'q>(q: Q<'q>, r: &'q TokenUsageRecord) -> Q<'q> {
-                q.bind(r.id.to_string())
-                    .bind(r.interception_id.to_string())
-                    .bind(text(&r.provider_response_id))
+                q.bind($id(&r.id))
+                    .bind($id(&r.interception_id))
+                    .bind($text(&r.provider_response_id))
                     .bind(r.input_tokens)
                     .bind(r.output_tokens)
                     .bind(r.cache_read_input_tokens)
@@ -416,32 +416,32 @@ macro_rules! backend_writer {
             }
 
             fn prompt<'q>(q: Q<'q>, r: &'q PromptRecord) -> Q<'q> {
-                q.bind(r.id.to_string())
-                    .bind(r.interception_id.to_string())
-                    .bind(text(&r.provider_response_id))
-                    .bind(text(&r.prompt))
+                q.bind($id(&r.id))
+                    .bind($id(&r.interception_id))
+                    .bind($text(&r.provider_response_id))
+                    .bind($text(&r.prompt))
                     .bind(json_object(&r.metadata))
                     .bind(r.created_at)
             }
 
             fn tool_usage<'q>(q: Q<'q>, r: &'q ToolUsageRecord) -> Q<'q> {
-                q.bind(r.id.to_string())
-                    .bind(r.interception_id.to_string())
-                    .bind(text(&r.provider_response_id))
-                    .bind(r.provider_tool_call_id.as_deref().map(text))
-                    .bind(r.server_url.as_deref().map(text))
-                    .bind(text(&r.tool))
+                q.bind($id(&r.id))
+                    .bind($id(&r.interception_id))
+                    .bind($text(&r.provider_response_id))
+                    .bind(r.provider_tool_call_id.as_deref().map($text))
+                    .bind(r.server_url.as_deref().map($text))
+                    .bind($text(&r.tool))
                     .bind(json(&r.input))
                     .bind(r.injected)
-                    .bind(r.invocation_error.as_deref().map(text))
+                    .bind(r.invocation_error.as_deref().map($text))
                     .bind(json_object(&r.metadata))
                     .bind(r.created_at)
             }
 
             fn thought<'q>(q: Q<'q>, r: &'q ModelThoughtRecord) -> Q<'q> {
-                q.bind(r.id.to_string())
-                    .bind(r.interception_id.to_string())
-                    .bind(text(&r.content))
+                q.bind($id(&r.id))
+                    .bind($id(&r.interception_id))
+                    .bind($text(&r.content))
                     .bind(json_object(&r.metadata))
                     .bind(r.created_at)
             }
@@ -449,8 +449,8 @@ macro_rules! backend_writer {
     };
 }
 
-backend_writer!(sqlite, sqlx::Sqlite);
-backend_writer!(postgres, sqlx::Postgres);
+backend_writer!(sqlite, sqlx::Sqlite, shared_text, shared_id);
+backend_writer!(postgres, sqlx::Postgres, text, id_text);
 
 fn attempts(n: u32) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
@@ -458,13 +458,33 @@ fn attempts(n: u32) -> i32 {
 
 /// PostgreSQL refuses NUL in `text` and `jsonb`; a client can send one in any string, and the
 /// record must still be stored, so NUL becomes U+FFFD on both backends. Text without NUL
-/// (all of it, in practice) is bound as it is, without a copy.
+/// (all of it, in practice) is not copied here.
 fn text(s: &str) -> Cow<'_, str> {
     if memchr::memchr(0, s.as_bytes()).is_some() {
         Cow::Owned(s.replace('\0', "\u{fffd}"))
     } else {
         Cow::Borrowed(s)
     }
+}
+
+/// [`text`] for SQLite: sqlx's SQLite arguments own their values, and take an `Arc<str>` as
+/// it is, where a borrowed or owned string costs a `String` and an `Arc` of it.
+fn shared_text(s: &str) -> std::sync::Arc<str> {
+    match text(s) {
+        Cow::Borrowed(s) => std::sync::Arc::from(s),
+        Cow::Owned(s) => std::sync::Arc::from(s),
+    }
+}
+
+/// A record id as text (its hyphenated form), for PostgreSQL.
+fn id_text(id: &Uuid) -> String {
+    id.to_string()
+}
+
+/// A record id as text for SQLite, made in one allocation (see [`shared_text`]).
+fn shared_id(id: &Uuid) -> std::sync::Arc<str> {
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    std::sync::Arc::from(&*id.hyphenated().encode_lower(&mut buf))
 }
 
 /// A JSON value to bind, NUL replaced as in [`text`] (copied only when it holds one).
