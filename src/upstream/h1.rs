@@ -748,12 +748,13 @@ mod tests {
             request_head(&get, 0),
             b"GET http://u.example:8080/v1/models HTTP/1.1\r\n\r\n"
         );
-        let (query_only, ()) = http::Request::head("http://u.example?probe=1")
+        // `http` keeps the path of `http://host?q` empty: the target is `?probe=1`.
+        let (mut origin, ()) = http::Request::head("http://u.example?probe=1")
             .body(())
             .unwrap()
             .into_parts();
-        let mut origin = query_only.clone();
         origin.uri = Uri::from(origin.uri.path_and_query().unwrap().clone());
+        assert_eq!(origin.uri.path_and_query().unwrap().as_str(), "?probe=1");
         assert_eq!(request_head(&origin, 0), b"HEAD /?probe=1 HTTP/1.1\r\n\r\n");
     }
 }

@@ -62,8 +62,9 @@ fn async_stream(chunks: Vec<Bytes>, slow: bool) -> BoxStream {
     }
 }
 
-/// An HTTP/1.1 server on loopback that counts the connections it accepted.
-async fn server() -> (Uri, Arc<AtomicUsize>) {
+/// An HTTP/1.1 server on loopback that counts the connections it accepted; its URI and a
+/// client.
+async fn server() -> (Uri, HttpClient, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let accepted = Arc::new(AtomicUsize::new(0));
@@ -81,7 +82,11 @@ async fn server() -> (Uri, Arc<AtomicUsize>) {
             });
         }
     });
-    (format!("http://{addr}").parse().unwrap(), accepted)
+    (
+        format!("http://{addr}").parse().unwrap(),
+        client(),
+        accepted,
+    )
 }
 
 fn client() -> HttpClient {
@@ -107,8 +112,7 @@ async fn text(resp: UpstreamResponse) -> String {
 
 #[tokio::test]
 async fn a_connection_whose_body_was_read_is_reused() {
-    let (base, accepted) = server().await;
-    let client = client();
+    let (base, client, accepted) = server().await;
     for _ in 0..3 {
         let resp = get(&client, &base, "/").await;
         assert_eq!(resp.status(), 200);
@@ -120,8 +124,7 @@ async fn a_connection_whose_body_was_read_is_reused() {
 
 #[tokio::test]
 async fn a_body_dropped_before_its_end_closes_its_connection() {
-    let (base, accepted) = server().await;
-    let client = client();
+    let (base, client, accepted) = server().await;
     let mut resp = get(&client, &base, "/slow").await;
     let first = resp.body_mut().frame().await.unwrap().unwrap();
     assert_eq!(first.into_data().unwrap(), "hello");
@@ -134,8 +137,7 @@ async fn a_body_dropped_before_its_end_closes_its_connection() {
 #[tokio::test]
 async fn a_small_answer_left_unread_is_read_so_its_connection_is_reused() {
     // As before a retry: the 503's body is not read.
-    let (base, accepted) = server().await;
-    let client = client();
+    let (base, client, accepted) = server().await;
     let busy = get(&client, &base, "/busy").await;
     assert_eq!(busy.status(), 503);
     drop(busy);
@@ -146,8 +148,7 @@ async fn a_small_answer_left_unread_is_read_so_its_connection_is_reused() {
 
 #[tokio::test]
 async fn a_connection_the_server_said_it_closes_is_not_reused() {
-    let (base, accepted) = server().await;
-    let client = client();
+    let (base, client, accepted) = server().await;
     assert_eq!(text(get(&client, &base, "/close").await).await, "hello");
     assert_eq!(text(get(&client, &base, "/").await).await, "hello");
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
@@ -188,8 +189,7 @@ async fn an_idle_connection_the_server_dropped_is_replaced() {
 
 #[tokio::test]
 async fn chunks_that_arrived_together_are_read_without_waiting() {
-    let (base, _) = server().await;
-    let client = client();
+    let (base, client, _) = server().await;
     let mut resp = get(&client, &base, "/burst").await;
     // All twenty chunks are in the socket by now.
     tokio::time::sleep(Duration::from_millis(100)).await;

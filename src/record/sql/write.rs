@@ -470,10 +470,7 @@ fn text(s: &str) -> Cow<'_, str> {
 /// [`text`] for SQLite: sqlx's SQLite arguments own their values, and take an `Arc<str>` as
 /// it is, where a borrowed or owned string costs a `String` and an `Arc` of it.
 fn shared_text(s: &str) -> std::sync::Arc<str> {
-    match text(s) {
-        Cow::Borrowed(s) => std::sync::Arc::from(s),
-        Cow::Owned(s) => std::sync::Arc::from(s),
-    }
+    std::sync::Arc::from(&*text(s))
 }
 
 /// A record id as text (its hyphenated form), for PostgreSQL.
