@@ -1,7 +1,7 @@
 //! Prometheus metrics (prometheus-client), registered once at start-up. Labels are bounded
 //! sets: never prompt text or an actor id.
 
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -10,7 +10,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::FastHashSet;
+use crate::{FastHashMap, FastHashSet};
 
 /// Labels of a finished interception.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -122,6 +122,8 @@ pub struct Metrics {
     pub breaker: crate::breaker::BreakerMetrics,
     /// The model label values in use, capped (see [`ModelLabelCap`]).
     pub models: ModelLabelCap,
+    /// Per provider and model label: the handles of its counters.
+    by_model: Arc<RwLock<ByProvider>>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -144,6 +146,7 @@ impl Metrics {
             retries: Family::default(),
             breaker: crate::breaker::BreakerMetrics::default(),
             models: ModelLabelCap::default(),
+            by_model: Arc::default(),
         };
         registry.register(
             "interceptions",
@@ -238,6 +241,135 @@ impl Metrics {
             upstream_ttfb: self.upstream_ttfb.get_or_create_owned(&labels),
             retries: self.retries.get_or_create_owned(&labels),
         }
+    }
+}
+
+/// The handles of one provider and model's counters, shared by every request for that model:
+/// the families' lookups (owned label strings, SipHash, the family's lock) happen once per
+/// series instead of three to five times per request. Each series is still created only
+/// when first counted, so `/metrics` shows the same series as with per-request lookups.
+#[derive(Debug)]
+pub struct ModelMetrics {
+    /// The model's label value (capped, see [`ModelLabelCap`]).
+    pub label: String,
+    provider: String,
+    prompt_family: Family<ModelLabels, Counter>,
+    selection_family: Family<ModelLabels, Counter>,
+    token_family: Family<TokenLabels, Counter>,
+    interception_family: Family<InterceptionLabels, Counter>,
+    prompts: OnceLock<Counter>,
+    client_tool_selections: OnceLock<Counter>,
+    /// Input, output, cache read, cache write.
+    tokens: [OnceLock<Counter>; 4],
+    /// `interceptions_total` by outcome, route and client: a handful per model.
+    ends: Mutex<Vec<(EndLabels, Counter)>>,
+}
+
+type EndLabels = (&'static str, &'static str, &'static str);
+
+/// Provider name → model label → handles.
+type ByProvider = FastHashMap<String, FastHashMap<String, Arc<ModelMetrics>>>;
+
+/// The token types [`ModelMetrics::tokens`] counts, in the order of its handles.
+pub const TOKEN_TYPES: [&str; 4] = ["input", "output", "cache_read", "cache_write"];
+
+impl ModelMetrics {
+    fn labels(&self) -> ModelLabels {
+        ModelLabels {
+            provider: self.provider.clone(),
+            model: self.label.clone(),
+        }
+    }
+
+    /// Counts a user prompt.
+    pub fn prompt(&self) {
+        self.prompts
+            .get_or_init(|| self.prompt_family.get_or_create_owned(&self.labels()))
+            .inc();
+    }
+
+    /// Counts a tool call of the client's own tools.
+    pub fn client_tool_selection(&self) {
+        self.client_tool_selections
+            .get_or_init(|| self.selection_family.get_or_create_owned(&self.labels()))
+            .inc();
+    }
+
+    /// Adds `n` tokens of type [`TOKEN_TYPES`]`[kind]` (an index past the end is ignored).
+    pub fn tokens(&self, kind: usize, n: u64) {
+        let (Some(cell), Some(name)) = (self.tokens.get(kind), TOKEN_TYPES.get(kind)) else {
+            return;
+        };
+        cell.get_or_init(|| {
+            self.token_family.get_or_create_owned(&TokenLabels {
+                provider: self.provider.clone(),
+                model: self.label.clone(),
+                kind: TokenType {
+                    r#type: (*name).to_owned(),
+                },
+            })
+        })
+        .inc_by(n);
+    }
+
+    /// Counts a finished interception.
+    pub fn interception(&self, status: &'static str, route: &'static str, client: &'static str) {
+        let key = (status, route, client);
+        let mut ends = self.ends.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, counter)) = ends.iter().find(|(k, _)| *k == key) {
+            counter.inc();
+            return;
+        }
+        let counter = self
+            .interception_family
+            .get_or_create_owned(&InterceptionLabels {
+                provider: self.provider.clone(),
+                model: self.label.clone(),
+                status: status.to_owned(),
+                route: route.to_owned(),
+                client: client.to_owned(),
+            });
+        counter.inc();
+        ends.push((key, counter));
+    }
+}
+
+impl Metrics {
+    /// The counters of `model` (capped like every model label) on `provider`.
+    pub fn model(&self, provider: &str, model: &str) -> Arc<ModelMetrics> {
+        let label = self.models.label(model);
+        let found = self
+            .by_model
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(provider)
+            .and_then(|models| models.get(&label))
+            .cloned();
+        if let Some(found) = found {
+            return found;
+        }
+        let mut by_model = self
+            .by_model
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let models = by_model.entry(provider.to_owned()).or_default();
+        models
+            .entry(label.clone())
+            .or_insert_with(|| {
+                Arc::new(ModelMetrics {
+                    label,
+                    provider: provider.to_owned(),
+                    prompt_family: self.prompts.clone(),
+                    selection_family: self.client_tool_selections.clone(),
+                    token_family: self.tokens.clone(),
+                    interception_family: self.interceptions.clone(),
+                    prompts: OnceLock::new(),
+                    client_tool_selections: OnceLock::new(),
+                    tokens: Default::default(),
+                    ends: Mutex::default(),
+                })
+            })
+            .clone()
     }
 }
 

@@ -20,7 +20,7 @@ use crate::api::{ApiKind, Observation, Observer, RequestInfo};
 use crate::bridge::{BridgeState, Route};
 use crate::dump::Dump;
 use crate::mcp::ToolCallResult;
-use crate::metrics::{InterceptionLabels, ModelLabels, TokenLabels, TokenType};
+use crate::metrics::ModelMetrics;
 use crate::provider::ProviderConfig;
 use crate::record::{
     InterceptionEndedRecord, InterceptionRecord, ModelThoughtRecord, Outcome, PromptRecord, Record,
@@ -56,8 +56,8 @@ pub struct Interception {
     /// The route's metric handles and upstream URL.
     route: Arc<Route>,
     model: String,
-    /// `model` as a metric label (capped).
-    model_label: String,
+    /// The model's metric label (capped) and counters.
+    model_metrics: Arc<ModelMetrics>,
     actor_id: String,
     client: &'static str,
     prompt: Option<String>,
@@ -127,14 +127,14 @@ impl Interception {
             .dump_dir
             .as_deref()
             .map(|dir| Dump::open(dir, &id.to_string(), &provider.name, api.as_str()));
-        let model_label = state.metrics.models.label(&start.info.model);
+        let model_metrics = state.metrics.model(&provider.name, &start.info.model);
         Interception {
             id,
             state,
             provider,
             api,
             route,
-            model_label,
+            model_metrics,
             model: start.info.model,
             actor_id: start.actor.id.clone(),
             client: start.client,
@@ -235,8 +235,7 @@ impl Interception {
         let now = Utc::now();
         let response_id = obs.response_id.unwrap_or_default();
         let q = &self.state.queue;
-        let m = &self.state.metrics;
-        let model = &self.model_label;
+        let m = &self.model_metrics;
         if let Some(prompt) = self.prompt.take() {
             q.submit(Record::Prompt(PromptRecord {
                 id: new_id(),
@@ -246,33 +245,23 @@ impl Interception {
                 metadata: Map::new(),
                 created_at: now,
             }));
-            m.prompts
-                .get_or_create(&ModelLabels {
-                    provider: self.provider.name.clone(),
-                    model: model.clone(),
-                })
-                .inc();
+            m.prompt();
         }
         if let Some(usage) = obs.usage {
-            let count = |kind: &str, n: i64| {
+            // In the order of `TOKEN_TYPES`.
+            let counts = [
+                usage.input,
+                usage.output,
+                usage.cache_read,
+                usage.cache_write,
+            ];
+            for (kind, n) in counts.into_iter().enumerate() {
                 if let Ok(n) = u64::try_from(n)
                     && n > 0
                 {
-                    m.tokens
-                        .get_or_create(&TokenLabels {
-                            provider: self.provider.name.clone(),
-                            model: model.clone(),
-                            kind: TokenType {
-                                r#type: kind.to_owned(),
-                            },
-                        })
-                        .inc_by(n);
+                    m.tokens(kind, n);
                 }
-            };
-            count("input", usage.input);
-            count("output", usage.output);
-            count("cache_read", usage.cache_read);
-            count("cache_write", usage.cache_write);
+            }
             q.submit(Record::TokenUsage(TokenUsageRecord {
                 id: new_id(),
                 interception_id: self.id,
@@ -286,12 +275,7 @@ impl Interception {
             }));
         }
         for call in obs.tool_calls.into_iter().filter(|c| !injected(&c.name)) {
-            m.client_tool_selections
-                .get_or_create(&ModelLabels {
-                    provider: self.provider.name.clone(),
-                    model: model.clone(),
-                })
-                .inc();
+            m.client_tool_selection();
             q.submit(Record::ToolUsage(ToolUsageRecord {
                 id: new_id(),
                 interception_id: self.id,
@@ -413,17 +397,8 @@ impl Interception {
         let route = &self.route.metrics;
         route.inflight.dec();
         route.duration.observe(self.started.elapsed().as_secs_f64());
-        self.state
-            .metrics
-            .interceptions
-            .get_or_create(&InterceptionLabels {
-                provider: self.provider.name.clone(),
-                model: self.model_label.clone(),
-                status: outcome.as_str().to_owned(),
-                route: self.api.as_str().to_owned(),
-                client: self.client.to_owned(),
-            })
-            .inc();
+        self.model_metrics
+            .interception(outcome.as_str(), self.api.as_str(), self.client);
     }
 }
 

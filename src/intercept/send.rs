@@ -35,7 +35,7 @@ impl Interception {
         let key = BreakerLabels {
             provider: provider.name.clone(),
             endpoint: self.api.as_str().to_owned(),
-            model: self.model_label.clone(),
+            model: self.model_metrics.label.clone(),
         };
         let mut retry = 0u32;
         self.rounds += 1;

@@ -205,6 +205,9 @@ pub enum Record {
 }
 
 impl Record {
+    /// How many distinct values [`Record::kind`] returns.
+    pub const KINDS: usize = 6;
+
     /// The record kind's stable name, used as a metric label.
     pub fn kind(&self) -> &'static str {
         match self {

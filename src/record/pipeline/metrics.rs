@@ -124,9 +124,19 @@ impl PipelineMetrics {
         self.spool_depth.get()
     }
 
+    /// Counts a batch by kind: one family lookup per kind present, not one per record.
     pub(super) fn count(&self, records: &[Record], result: RecordResult) {
+        let mut counts: [(&'static str, u64); Record::KINDS] = [("", 0); Record::KINDS];
         for record in records {
-            self.count_kind(record.kind(), result, 1);
+            let kind = record.kind();
+            // Kinds are distinct static strings: a slot is free or holds this kind.
+            if let Some(slot) = counts.iter_mut().find(|(k, _)| k.is_empty() || *k == kind) {
+                slot.0 = kind;
+                slot.1 += 1;
+            }
+        }
+        for (kind, n) in counts.into_iter().take_while(|(k, _)| !k.is_empty()) {
+            self.count_kind(kind, result, n);
         }
     }
 
@@ -149,5 +159,60 @@ impl PipelineMetrics {
 
     pub(super) fn observe_batch(&self, seconds: f64) {
         self.batch_duration.observe(seconds);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use serde_json::Map;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::record::{InterceptionEndedRecord, Outcome, PromptRecord};
+
+    fn prompt() -> Record {
+        Record::Prompt(PromptRecord {
+            id: Uuid::now_v7(),
+            interception_id: Uuid::now_v7(),
+            provider_response_id: String::new(),
+            prompt: "p".into(),
+            metadata: Map::new(),
+            created_at: Utc::now(),
+        })
+    }
+
+    fn ended() -> Record {
+        Record::InterceptionEnded(InterceptionEndedRecord {
+            id: Uuid::now_v7(),
+            ended_at: Utc::now(),
+            outcome: Outcome::Completed,
+            upstream_status: Some(200),
+            attempts: 1,
+            metadata: Map::new(),
+        })
+    }
+
+    #[test]
+    fn a_batch_is_counted_per_kind() {
+        let metrics = PipelineMetrics::default();
+        let batch = [prompt(), ended(), prompt(), prompt(), ended()];
+        metrics.count(&batch, RecordResult::Written);
+        metrics.count(&batch[..1], RecordResult::Written);
+        metrics.count(&batch[1..2], RecordResult::Failed);
+        assert_eq!(metrics.records_total("prompt", RecordResult::Written), 4);
+        assert_eq!(
+            metrics.records_total("interception_ended", RecordResult::Written),
+            2
+        );
+        assert_eq!(
+            metrics.records_total("interception_ended", RecordResult::Failed),
+            1
+        );
+        assert_eq!(metrics.records_total_all(RecordResult::Written), 6);
+        assert_eq!(
+            metrics.records_total("token_usage", RecordResult::Written),
+            0
+        );
     }
 }
