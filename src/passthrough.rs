@@ -1,9 +1,18 @@
 //! Passthrough: every non-bridged path under a provider prefix goes upstream with method,
 //! query and body unchanged, and the response comes back as a stream of its own bytes.
+//!
+//! The provider's timeouts hold here as on bridged routes: no response head within
+//! `first_byte` is a 502 in the provider's error format, and a body that sends nothing for
+//! `idle` is cut (the head has gone out, so the client sees the response end early).
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::body::Body;
 use bytes::Bytes;
 use http::Response;
+use http_body::Frame;
 use http_body_util::BodyExt;
 
 use crate::actor::Actor;
@@ -13,7 +22,9 @@ use crate::dump::Dump;
 use crate::metrics::PassthroughLabels;
 use crate::provider::ProviderConfig;
 use crate::record::new_id;
-use crate::upstream::{client_headers, error_chain, parse_uri, request, upstream_headers};
+use crate::upstream::{
+    BodyError, UpstreamBody, client_headers, error_chain, parse_uri, request, upstream_headers,
+};
 
 /// Forwards one request and streams the answer back.
 pub async fn forward(
@@ -43,14 +54,18 @@ pub async fn forward(
         dump.request(parts.method.as_str(), &url, &headers, &body);
         dump
     });
+    let timeouts = provider.resilience.timeouts;
     let resp = match uri {
         Ok(uri) => {
             let req = request(parts.method.clone(), uri, headers, body);
-            state
-                .client(provider)
-                .request(req)
-                .await
-                .map_err(|e| error_chain(&e))
+            let sent = state.client(provider).request(req);
+            match tokio::time::timeout(timeouts.first_byte, sent).await {
+                Ok(resp) => resp.map_err(|e| error_chain(&e)),
+                Err(_) => Err(format!(
+                    "upstream sent no response within {:?}",
+                    timeouts.first_byte
+                )),
+            }
         }
         Err(e) => Err(format!("invalid upstream URL: {e}")),
     };
@@ -62,6 +77,7 @@ pub async fn forward(
             let mut out = Response::new(Body::empty());
             *out.status_mut() = head.status;
             *out.headers_mut() = client_headers(&head.headers, keep_length);
+            let upstream = IdleLimited::new(upstream, timeouts.idle);
             *out.body_mut() = match dump.take() {
                 Some(mut dump) => {
                     dump.response(head.status.as_u16(), &head.headers);
@@ -84,5 +100,69 @@ pub async fn forward(
             }
             error_response(provider.kind, ErrorKind::Upstream, &message, None)
         }
+    }
+}
+
+/// Why a passed-through body ended early.
+#[derive(Debug, thiserror::Error)]
+enum PassthroughBodyError {
+    #[error(transparent)]
+    Upstream(#[from] BodyError),
+    #[error("upstream sent nothing for {0:?}")]
+    Idle(Duration),
+}
+
+/// An upstream body that fails once no frame has come for `idle`.
+struct IdleLimited {
+    inner: UpstreamBody,
+    idle: Duration,
+    /// Due `idle` after the last frame (or the start).
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    timed_out: bool,
+}
+
+impl IdleLimited {
+    fn new(inner: UpstreamBody, idle: Duration) -> IdleLimited {
+        IdleLimited {
+            inner,
+            idle,
+            deadline: Box::pin(tokio::time::sleep(idle)),
+            timed_out: false,
+        }
+    }
+}
+
+impl http_body::Body for IdleLimited {
+    type Data = Bytes;
+    type Error = PassthroughBodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, PassthroughBodyError>>> {
+        let this = self.get_mut();
+        if this.timed_out {
+            return Poll::Ready(None);
+        }
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            let next = tokio::time::Instant::now() + this.idle;
+            this.deadline.as_mut().reset(next);
+            return Poll::Ready(frame.map(|f| f.map_err(PassthroughBodyError::from)));
+        }
+        match this.deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                this.timed_out = true;
+                Poll::Ready(Some(Err(PassthroughBodyError::Idle(this.idle))))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.timed_out || self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }

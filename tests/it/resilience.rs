@@ -538,3 +538,62 @@ async fn the_api_dump_holds_each_attempt_and_the_stream_as_received() {
     assert!(dump.ends_with(&transcript));
     assert_eq!(relayed, transcript);
 }
+
+async fn get_models(bridge: &TestBridge) -> reqwest::Response {
+    bridge
+        .http
+        .get(format!("{}/anthropic/v1/models", bridge.url))
+        .header("anthropic-version", "2023-06-01")
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_passthrough_stall_before_the_first_byte_is_a_502_in_the_api_format() {
+    let bridge = bridge(policy(0)).await;
+    bridge.mock.enqueue_for_path(
+        "/v1/models",
+        MockResponse::fault(MockBody::StallBeforeHeaders(Duration::from_secs(30))),
+    );
+    let resp = get_models(&bridge).await;
+    assert_eq!(resp.status(), 502);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["type"], "error", "{v}");
+    assert_eq!(v["error"]["type"], "api_error", "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains("no response within 500ms"), "{v}");
+    let metrics = bridge.metrics().await;
+    assert!(
+        metrics.contains(
+            "aibridge_passthrough_total{provider=\"anthropic\",method=\"GET\",status=\"0\"} 1"
+        ),
+        "{metrics}"
+    );
+    // The next passthrough is answered.
+    let resp = get_models(&bridge).await;
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+    assert!(v["data"].is_array(), "{v}");
+}
+
+#[tokio::test]
+async fn a_passthrough_body_that_stalls_is_cut_after_the_idle_timeout() {
+    let bridge = bridge(policy(0)).await;
+    let mut stalled = MockResponse::json(200, "");
+    stalled.body = MockBody::Chunks(vec![
+        (Duration::ZERO, Bytes::from_static(b"{\"data\":[")),
+        (Duration::from_secs(30), Bytes::from_static(b"]}")),
+    ]);
+    bridge.mock.enqueue_for_path("/v1/models", stalled);
+    let resp = get_models(&bridge).await;
+    assert_eq!(resp.status(), 200);
+    // The head and the first chunk came; the rest never does, and the bridge ends the
+    // body with an error after `idle` (500 ms) instead of holding it for the upstream's 30 s.
+    let read = tokio::time::timeout(Duration::from_secs(10), resp.bytes()).await;
+    let body = read.expect("the body ends well before the upstream's 30 s");
+    assert!(body.is_err(), "a cut body must not look complete: {body:?}");
+    let resp = get_models(&bridge).await;
+    assert_eq!(resp.status(), 200);
+    assert!(resp.json::<Value>().await.unwrap()["data"].is_array());
+}
