@@ -154,17 +154,30 @@ impl H1 {
         body: &Bytes,
     ) -> Result<(http::response::Parts, Framing), SendError> {
         let head = request_head(parts, body.len());
-        self.write_request(&head, body).await?;
-        self.read_head(&parts.method).await.map_err(|error| {
-            self.keep_alive = false;
-            SendError {
+        let whole = match self.write_request(&head, body).await {
+            Ok(whole) => whole,
+            // The upstream may have answered and closed before reading the whole request
+            // (a 413, a 401): an answer already read wins over the failed write.
+            Err(failed) if !failed.unsent && final_head_in(&self.buf) => false,
+            Err(failed) => return Err(failed),
+        };
+        let answer = self
+            .read_head(&parts.method)
+            .await
+            .map_err(|error| SendError {
                 error,
                 unsent: false,
-            }
-        })
+            });
+        // A request cut short leaves the connection out of step: never reused.
+        self.keep_alive &= whole && answer.is_ok();
+        answer
     }
 
-    async fn write_request(&mut self, head: &[u8], body: &[u8]) -> Result<(), SendError> {
+    /// Writes the request; `false` when the upstream answered before taking all of it (the
+    /// answer's head is then in the read buffer). While a write waits for the upstream to
+    /// read, the connection is read too: an upstream that answers a large body early and
+    /// stops reading would otherwise leave the write waiting for good.
+    async fn write_request(&mut self, head: &[u8], body: &[u8]) -> Result<bool, SendError> {
         let total = head.len() + body.len();
         let mut written = 0;
         while written < total {
@@ -176,18 +189,53 @@ impl H1 {
                     IoSlice::new(&[]),
                 ]
             };
-            let n = poll_fn(|cx| self.io.as_mut().poll_write_vectored(cx, &slices)).await;
-            match n {
-                Ok(0) => {
+            let step = poll_fn(
+                |cx| match self.io.as_mut().poll_write_vectored(cx, &slices) {
+                    Poll::Ready(n) => Poll::Ready(Some(n)),
+                    Poll::Pending => match self.poll_early_answer(cx) {
+                        Poll::Ready(Ok(())) => Poll::Ready(None),
+                        Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
+                        Poll::Pending => Poll::Pending,
+                    },
+                },
+            )
+            .await;
+            match step {
+                None => return Ok(false),
+                Some(Ok(0)) => {
                     return Err(self.failed(io::ErrorKind::WriteZero.into(), written == 0));
                 }
-                Ok(n) => written += n,
-                Err(e) => return Err(self.failed(e, written == 0)),
+                Some(Ok(n)) => written += n,
+                Some(Err(e)) => return Err(self.failed(e, written == 0)),
             }
         }
         poll_fn(|cx| self.io.as_mut().poll_flush(cx))
             .await
-            .map_err(|e| self.failed(e, false))
+            .map_err(|e| self.failed(e, false))?;
+        Ok(true)
+    }
+
+    /// Reads what the upstream sends while the request is still being written: ready once a
+    /// final response head (or more than a head may hold) is in the buffer, an error once
+    /// the read side ended without one.
+    fn poll_early_answer(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            if final_head_in(&self.buf) || self.buf.len() > MAX_HEAD {
+                return Poll::Ready(Ok(()));
+            }
+            self.buf.reserve(READ_SIZE);
+            match self.poll_read(cx) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the upstream closed the connection while the request was being sent",
+                    )));
+                }
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
     }
 
     fn failed(&mut self, error: io::Error, unsent: bool) -> SendError {
@@ -467,6 +515,19 @@ impl Fields {
 
 /// Parses the response head at the start of `buf`: its length and what it is, or `None`
 /// when more bytes are needed.
+/// Whether `buf` starts with a whole final response head (after any interim ones), or with
+/// something that is not a response head at all (left for [`H1::read_head`] to report).
+fn final_head_in(buf: &[u8]) -> bool {
+    let mut at = 0;
+    loop {
+        match parse_head(&buf[at..]) {
+            Ok(Some((len, Head::Interim))) => at += len,
+            Ok(Some((_, Head::Final(_)))) | Err(_) => return true,
+            Ok(None) => return false,
+        }
+    }
+}
+
 fn parse_head(buf: &[u8]) -> Result<Option<(usize, Head)>, H1Error> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut slots);

@@ -397,3 +397,48 @@ async fn a_malformed_answer_is_an_error_naming_what_is_wrong() {
     let chain = aibridge::upstream::error_chain(&err);
     assert!(chain.contains("conflicting Content-Length"), "{chain}");
 }
+
+#[tokio::test]
+async fn an_answer_sent_before_the_request_body_was_read_is_relayed() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                // Only the head is read; the answer comes at once, and the body is left
+                // unread for longer than the client may wait: it must not wait for it.
+                let mut seen = Vec::new();
+                let mut buf = vec![0u8; 4096];
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let answer =
+                    b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 9\r\n\r\ntoo large";
+                if socket.write_all(answer).await.is_ok() {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                }
+            });
+        }
+    });
+    let client = client();
+    let base: Uri = format!("http://{addr}/").parse().unwrap();
+    // Far more than loopback socket buffers hold, so the write has to wait on the server.
+    let body = Bytes::from(vec![b'x'; 64 << 20]);
+    let req = request(Method::POST, base.clone(), HeaderMap::new(), body);
+    let resp = tokio::time::timeout(Duration::from_secs(20), client.request(req))
+        .await
+        .expect("the early answer is relayed, not a write waiting on the server")
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    assert_eq!(text(resp).await, "too large");
+    // The connection is out of step (its request was cut short): the next request gets a
+    // new one.
+    assert_eq!(text(get(&client, &base, "/").await).await, "too large");
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
