@@ -157,27 +157,17 @@ async fn a_connection_the_server_said_it_closes_is_not_reused() {
 #[tokio::test]
 async fn an_idle_connection_the_server_dropped_is_replaced() {
     // Answers one request per connection, then closes without saying so.
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            count.fetch_add(1, Ordering::SeqCst);
-            let mut buf = vec![0u8; 4096];
-            let mut seen = Vec::new();
-            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                let n = socket.read(&mut buf).await.unwrap();
-                assert!(n > 0, "the request ended early");
-                seen.extend_from_slice(&buf[..n]);
-            }
-            socket
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                .await
-                .unwrap();
-            drop(socket);
-        }
-    });
+    let (addr, accepted) = raw_listener(|mut socket| async move {
+        assert!(
+            read_request_head(&mut socket).await,
+            "the request ended early"
+        );
+        socket
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            .await
+            .unwrap();
+    })
+    .await;
     let base: Uri = format!("http://{addr}").parse().unwrap();
     let client = client();
     assert_eq!(text(get(&client, &base, "/").await).await, "ok");
@@ -293,42 +283,63 @@ async fn tls_without_http2_uses_http1_and_reuses_the_connection() {
     assert_eq!(accepted.load(Ordering::SeqCst), 1);
 }
 
-/// A raw HTTP/1.1 server: answers the requests of each connection, in turn, with the
-/// given bytes (one answer per request, the connection closed after the last); its URI, a
-/// client, and the count of connections.
-async fn raw_server(answers: Vec<&'static [u8]>) -> (Uri, HttpClient, Arc<AtomicUsize>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+/// A loopback server that runs `serve` on each connection it accepts; its address and the
+/// count of connections.
+async fn raw_listener<F, Fut>(serve: F) -> (std::net::SocketAddr, Arc<AtomicUsize>)
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let accepted = Arc::new(AtomicUsize::new(0));
     let count = accepted.clone();
     tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
+        while let Ok((socket, _)) = listener.accept().await {
             count.fetch_add(1, Ordering::SeqCst);
-            let answers = answers.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 4096];
-                for answer in answers {
-                    let mut seen = Vec::new();
-                    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match socket.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => seen.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    // Written in two pieces, so the head and the body arrive apart.
-                    let (head, body) = answer.split_at(answer.len() / 2);
-                    if socket.write_all(head).await.is_err() {
-                        return;
-                    }
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                    if socket.write_all(body).await.is_err() {
-                        return;
-                    }
-                }
-            });
+            tokio::spawn(serve(socket));
         }
     });
+    (addr, accepted)
+}
+
+/// Reads up to the end of a request head; `false` if the connection ended first.
+async fn read_request_head(socket: &mut tokio::net::TcpStream) -> bool {
+    let mut buf = vec![0u8; 4096];
+    let mut seen = Vec::new();
+    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+        match socket.read(&mut buf).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+    true
+}
+
+/// A raw HTTP/1.1 server: answers the requests of each connection, in turn, with the
+/// given bytes (one answer per request, the connection closed after the last); its URI, a
+/// client, and the count of connections.
+async fn raw_server(answers: Vec<&'static [u8]>) -> (Uri, HttpClient, Arc<AtomicUsize>) {
+    let (addr, accepted) = raw_listener(move |mut socket| {
+        let answers = answers.clone();
+        async move {
+            for answer in answers {
+                if !read_request_head(&mut socket).await {
+                    return;
+                }
+                // Written in two pieces, so the head and the body arrive apart.
+                let (head, body) = answer.split_at(answer.len() / 2);
+                if socket.write_all(head).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                if socket.write_all(body).await.is_err() {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
     (
         format!("http://{addr}").parse().unwrap(),
         client(),
@@ -400,32 +411,18 @@ async fn a_malformed_answer_is_an_error_naming_what_is_wrong() {
 
 #[tokio::test]
 async fn an_answer_sent_before_the_request_body_was_read_is_relayed() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            count.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                // Only the head is read; the answer comes at once, and the body is left
-                // unread for longer than the client may wait: it must not wait for it.
-                let mut seen = Vec::new();
-                let mut buf = vec![0u8; 4096];
-                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match socket.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => seen.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let answer =
-                    b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 9\r\n\r\ntoo large";
-                if socket.write_all(answer).await.is_ok() {
-                    tokio::time::sleep(Duration::from_secs(30)).await;
-                }
-            });
+    // Only the head is read; the answer comes at once, and the body is left unread for
+    // longer than the client may wait: it must not wait for it.
+    let (addr, accepted) = raw_listener(|mut socket| async move {
+        if !read_request_head(&mut socket).await {
+            return;
         }
-    });
+        let answer = b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 9\r\n\r\ntoo large";
+        if socket.write_all(answer).await.is_ok() {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        }
+    })
+    .await;
     let client = client();
     let base: Uri = format!("http://{addr}/").parse().unwrap();
     // Far more than loopback socket buffers hold, so the write has to wait on the server.
