@@ -10,7 +10,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::{FastHashMap, FastHashSet};
+use crate::FastHashMap;
 
 /// Labels of a finished interception.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -120,10 +120,9 @@ pub struct Metrics {
     pub retries: Family<RouteLabels, Counter>,
     /// `aibridge_circuit_breaker_*`.
     pub breaker: crate::breaker::BreakerMetrics,
-    /// The model label values in use, capped (see [`ModelLabelCap`]).
-    pub models: ModelLabelCap,
-    /// Per provider and model label: the handles of its counters.
-    by_model: Arc<RwLock<ByProvider>>,
+    /// Per model label (capped, see [`Metrics::model`]), per provider: the handles of its
+    /// counters. Its keys are the label values in use.
+    by_model: Arc<RwLock<ByLabel>>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -145,7 +144,6 @@ impl Metrics {
             rejected: Family::default(),
             retries: Family::default(),
             breaker: crate::breaker::BreakerMetrics::default(),
-            models: ModelLabelCap::default(),
             by_model: Arc::default(),
         };
         registry.register(
@@ -250,7 +248,7 @@ impl Metrics {
 /// when first counted, so `/metrics` shows the same series as with per-request lookups.
 #[derive(Debug)]
 pub struct ModelMetrics {
-    /// The model's label value (capped, see [`ModelLabelCap`]).
+    /// The model's label value (capped, see [`Metrics::model`]).
     pub label: String,
     provider: String,
     prompt_family: Family<ModelLabels, Counter>,
@@ -267,8 +265,8 @@ pub struct ModelMetrics {
 
 type EndLabels = (&'static str, &'static str, &'static str);
 
-/// Provider name → model label → handles.
-type ByProvider = FastHashMap<String, FastHashMap<String, Arc<ModelMetrics>>>;
+/// Model label → the handles of each provider that served it (a few).
+type ByLabel = FastHashMap<String, Vec<Arc<ModelMetrics>>>;
 
 /// The token types [`ModelMetrics::tokens`] counts, in the order of its handles.
 pub const TOKEN_TYPES: [&str; 4] = ["input", "output", "cache_read", "cache_write"];
@@ -335,41 +333,52 @@ impl ModelMetrics {
 }
 
 impl Metrics {
-    /// The counters of `model` (capped like every model label) on `provider`.
+    /// The counters of `model` on `provider`. Clients choose the model string, so without a
+    /// cap each new string would add time series and a circuit breaker for good: the first
+    /// [`MAX_MODEL_LABELS`] distinct names (cut to 64 characters) keep their own label, later
+    /// ones share [`OTHER_MODEL`].
     pub fn model(&self, provider: &str, model: &str) -> Arc<ModelMetrics> {
-        let label = self.models.label(model);
-        let found = self
-            .by_model
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(provider)
-            .and_then(|models| models.get(&label))
-            .cloned();
-        if let Some(found) = found {
+        let label = model_label(model);
+        let find = |by_label: &ByLabel| {
+            by_label
+                .get(capped(by_label, &label))
+                .and_then(|list| list.iter().find(|m| m.provider == provider))
+                .cloned()
+        };
+        if let Some(found) = find(&self.by_model.read().unwrap_or_else(PoisonError::into_inner)) {
             return found;
         }
-        let mut by_model = self
+        let mut by_label = self
             .by_model
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        let models = by_model.entry(provider.to_owned()).or_default();
-        models
-            .entry(label.clone())
-            .or_insert_with(|| {
-                Arc::new(ModelMetrics {
-                    label,
-                    provider: provider.to_owned(),
-                    prompt_family: self.prompts.clone(),
-                    selection_family: self.client_tool_selections.clone(),
-                    token_family: self.tokens.clone(),
-                    interception_family: self.interceptions.clone(),
-                    prompts: OnceLock::new(),
-                    client_tool_selections: OnceLock::new(),
-                    tokens: Default::default(),
-                    ends: Mutex::default(),
-                })
-            })
-            .clone()
+        if let Some(found) = find(&by_label) {
+            return found;
+        }
+        let key = capped(&by_label, &label).to_owned();
+        let made = Arc::new(ModelMetrics {
+            label: key.clone(),
+            provider: provider.to_owned(),
+            prompt_family: self.prompts.clone(),
+            selection_family: self.client_tool_selections.clone(),
+            token_family: self.tokens.clone(),
+            interception_family: self.interceptions.clone(),
+            prompts: OnceLock::new(),
+            client_tool_selections: OnceLock::new(),
+            tokens: Default::default(),
+            ends: Mutex::default(),
+        });
+        by_label.entry(key).or_default().push(made.clone());
+        made
+    }
+}
+
+/// The key `label` is counted under: itself while there is room for it, else [`OTHER_MODEL`].
+fn capped<'a>(by_label: &ByLabel, label: &'a str) -> &'a str {
+    if by_label.len() < MAX_MODEL_LABELS || by_label.contains_key(label) {
+        label
+    } else {
+        OTHER_MODEL
     }
 }
 
@@ -389,57 +398,39 @@ pub const MAX_MODEL_LABELS: usize = 256;
 /// The label value for models seen after [`MAX_MODEL_LABELS`] others.
 pub const OTHER_MODEL: &str = "other";
 
-/// The model names used as label values (and circuit breaker keys). Clients choose the model
-/// string, so without a cap each new string would add time series and a breaker for good:
-/// the first [`MAX_MODEL_LABELS`] distinct names keep their own label, later ones share
-/// [`OTHER_MODEL`].
-#[derive(Debug, Clone, Default)]
-pub struct ModelLabelCap {
-    seen: Arc<RwLock<FastHashSet<String>>>,
-}
-
-impl ModelLabelCap {
-    /// The label value for `model`.
-    pub fn label(&self, model: &str) -> String {
-        let label = model_label(model);
-        let known = self
-            .seen
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .contains(&label);
-        if known {
-            return label;
-        }
-        let mut seen = self.seen.write().unwrap_or_else(PoisonError::into_inner);
-        if seen.len() < MAX_MODEL_LABELS {
-            seen.insert(label.clone());
-            label
-        } else if seen.contains(&label) {
-            label
-        } else {
-            OTHER_MODEL.to_owned()
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn model_labels_are_capped() {
-        let cap = ModelLabelCap::default();
+        let metrics = Metrics::register(&mut new_registry());
+        let label = |provider: &str, model: &str| metrics.model(provider, model).label.clone();
         for i in 0..MAX_MODEL_LABELS {
-            assert_eq!(cap.label(&format!("m{i}")), format!("m{i}"));
+            assert_eq!(label("a", &format!("m{i}")), format!("m{i}"));
         }
-        assert_eq!(cap.label("one-too-many"), OTHER_MODEL);
-        assert_eq!(cap.label("m0"), "m0");
-        assert_eq!(
-            cap.label(&format!("m{}", MAX_MODEL_LABELS - 1)),
-            format!("m{}", MAX_MODEL_LABELS - 1)
-        );
-        assert_eq!(cap.label(&"x".repeat(100)), OTHER_MODEL);
-        let long = ModelLabelCap::default().label(&"y".repeat(100));
-        assert_eq!(long, "y".repeat(64));
+        assert_eq!(label("a", "one-too-many"), OTHER_MODEL);
+        assert_eq!(label("a", "m0"), "m0");
+        // A label in use keeps its slot on every provider; a new one does not get one.
+        assert_eq!(label("b", "m0"), "m0");
+        assert_eq!(label("b", "new-on-b"), OTHER_MODEL);
+        let last = format!("m{}", MAX_MODEL_LABELS - 1);
+        assert_eq!(label("a", &last), last);
+        assert_eq!(label("a", &"x".repeat(100)), OTHER_MODEL);
+        let fresh = Metrics::register(&mut new_registry());
+        assert_eq!(fresh.model("a", &"y".repeat(100)).label, "y".repeat(64));
+        // One set of handles per provider and label, shared by later requests.
+        assert!(Arc::ptr_eq(
+            &metrics.model("a", "m1"),
+            &metrics.model("a", "m1")
+        ));
+        assert!(!Arc::ptr_eq(
+            &metrics.model("a", "m1"),
+            &metrics.model("b", "m1")
+        ));
+        assert!(Arc::ptr_eq(
+            &metrics.model("a", "late-1"),
+            &metrics.model("a", "late-2")
+        ));
     }
 }
