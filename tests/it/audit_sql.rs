@@ -291,3 +291,66 @@ async fn nul_characters_do_not_lose_the_record(db: TestDb) {
         .unwrap();
     assert_eq!(row.model, "m\u{fffd}odel");
 }
+
+async fn sqlite_pragma(conn: &sea_orm::DatabaseConnection, name: &str) -> String {
+    let row = conn
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Sqlite,
+            format!("PRAGMA {name}"),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    match row.try_get_by_index::<String>(0) {
+        Ok(text) => text,
+        Err(_) => row.try_get_by_index::<i64>(0).unwrap().to_string(),
+    }
+}
+
+/// A file the bridge creates gets WAL and 16 KiB pages, and a batch big enough that each
+/// multi-row insert journals well over SQLite's default 64 KiB in-memory limit is written
+/// whole.
+#[tokio::test]
+async fn a_new_sqlite_file_gets_wal_and_16_kib_pages() {
+    let db = TestDb::sqlite().await;
+    let recorder = db.recorder().await;
+    let conn = recorder.connection();
+    assert_eq!(sqlite_pragma(conn, "journal_mode").await, "wal");
+    assert_eq!(sqlite_pragma(conn, "page_size").await, "16384");
+    let records: Vec<Record> = (0..2000)
+        .flat_map(|n| sample::interception(&format!("actor-{}", n % 7), "gpt-5", n))
+        .collect();
+    recorder.record_batch(&records).await.unwrap();
+    assert_eq!(
+        interception::Entity::find().count(conn).await.unwrap(),
+        2000
+    );
+    assert_eq!(user_prompt::Entity::find().count(conn).await.unwrap(), 2000);
+}
+
+/// A file made before (4 KiB pages) keeps its page size, and is written as before.
+#[tokio::test]
+async fn an_existing_sqlite_file_keeps_its_page_size() {
+    use sea_orm::sqlx::{self, ConnectOptions as _};
+    let db = TestDb::sqlite().await;
+    let options: sqlx::sqlite::SqliteConnectOptions = db.url.parse().unwrap();
+    let mut conn = options
+        .page_size(4096)
+        .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+        .connect()
+        .await
+        .unwrap();
+    sqlx::query("CREATE TABLE made_before (x INTEGER)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    drop(conn);
+    let recorder = db.recorder().await;
+    let conn = recorder.connection();
+    assert_eq!(sqlite_pragma(conn, "page_size").await, "4096");
+    recorder
+        .record_batch(&sample::interception("erin", "gpt-5", 0))
+        .await
+        .unwrap();
+    assert_eq!(interception::Entity::find().count(conn).await.unwrap(), 1);
+}
