@@ -21,6 +21,8 @@ use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::OnceLock;
 
+use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
+
 use sea_orm::sqlx;
 use sea_orm::{DatabaseConnection, DbBackend};
 use serde_json::{Map, Value};
@@ -319,7 +321,7 @@ pub(super) async fn write_batch(
 
 /// The same writer for each backend: sqlx's types differ per database, the code does not.
 macro_rules! backend_writer {
-    ($module:ident, $db:ty, $text:ident, $id:ident) => {
+    ($module:ident, $db:ty, $text:ident, $id:ident, $time:ident, $object:ident) => {
         mod $module {
             use sea_orm::sqlx::{self, Database, Pool, query::Query};
 
@@ -394,13 +396,13 @@ macro_rules! backend_writer {
                     .bind($text(&r.credential_kind))
                     .bind(r.credential_hint.as_deref().map($text))
                     .bind(r.streaming)
-                    .bind(r.started_at)
-                    .bind(end.map(|e| e.ended_at))
+                    .bind($time(&r.started_at))
+                    .bind(end.map(|e| $time(&e.ended_at)))
                     .bind(end.map(|e| e.outcome.as_str()))
                     .bind(end.and_then(|e| e.upstream_status.map(i32::from)))
                     .bind(end.map(|e| attempts(e.attempts)))
-                    .bind(json_object(&r.metadata))
-                    .bind(end.map(|e| json_object(&e.metadata)))
+                    .bind($object(&r.metadata))
+                    .bind(end.map(|e| $object(&e.metadata)))
             }
 
             fn token_usage<'q>(q: Q<'q>, r: &'q TokenUsageRecord) -> Q<'q> {
@@ -411,8 +413,8 @@ macro_rules! backend_writer {
                     .bind(r.output_tokens)
                     .bind(r.cache_read_input_tokens)
                     .bind(r.cache_write_input_tokens)
-                    .bind(json_object(&r.extra))
-                    .bind(r.created_at)
+                    .bind($object(&r.extra))
+                    .bind($time(&r.created_at))
             }
 
             fn prompt<'q>(q: Q<'q>, r: &'q PromptRecord) -> Q<'q> {
@@ -420,8 +422,8 @@ macro_rules! backend_writer {
                     .bind($id(&r.interception_id))
                     .bind($text(&r.provider_response_id))
                     .bind($text(&r.prompt))
-                    .bind(json_object(&r.metadata))
-                    .bind(r.created_at)
+                    .bind($object(&r.metadata))
+                    .bind($time(&r.created_at))
             }
 
             fn tool_usage<'q>(q: Q<'q>, r: &'q ToolUsageRecord) -> Q<'q> {
@@ -434,23 +436,30 @@ macro_rules! backend_writer {
                     .bind(json(&r.input))
                     .bind(r.injected)
                     .bind(r.invocation_error.as_deref().map($text))
-                    .bind(json_object(&r.metadata))
-                    .bind(r.created_at)
+                    .bind($object(&r.metadata))
+                    .bind($time(&r.created_at))
             }
 
             fn thought<'q>(q: Q<'q>, r: &'q ModelThoughtRecord) -> Q<'q> {
                 q.bind($id(&r.id))
                     .bind($id(&r.interception_id))
                     .bind($text(&r.content))
-                    .bind(json_object(&r.metadata))
-                    .bind(r.created_at)
+                    .bind($object(&r.metadata))
+                    .bind($time(&r.created_at))
             }
         }
     };
 }
 
-backend_writer!(sqlite, sqlx::Sqlite, shared_text, shared_id);
-backend_writer!(postgres, sqlx::Postgres, text, id_text);
+backend_writer!(
+    sqlite,
+    sqlx::Sqlite,
+    shared_text,
+    shared_id,
+    shared_time,
+    shared_object
+);
+backend_writer!(postgres, sqlx::Postgres, text, id_text, time, json_object);
 
 fn attempts(n: u32) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
@@ -482,6 +491,81 @@ fn id_text(id: &Uuid) -> String {
 fn shared_id(id: &Uuid) -> std::sync::Arc<str> {
     let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
     std::sync::Arc::from(&*id.hyphenated().encode_lower(&mut buf))
+}
+
+/// A timestamp as bound for PostgreSQL (`timestamptz`).
+fn time(t: &DateTime<Utc>) -> DateTime<Utc> {
+    *t
+}
+
+/// A timestamp as text for SQLite, exactly as sqlx would bind a `DateTime<Utc>` there
+/// (`to_rfc3339_opts(SecondsFormat::AutoSi, false)`: stored timestamps compare as text, so
+/// the form must not change), written straight into one allocation instead of chrono's
+/// formatter, a `String` and an `Arc` of it. Years outside 0–9999 and leap seconds, which
+/// never occur in records, go through chrono.
+fn shared_time(t: &DateTime<Utc>) -> std::sync::Arc<str> {
+    let mut buf = [0u8; RFC3339_MAX];
+    match rfc3339(t, &mut buf) {
+        Some(text) => std::sync::Arc::from(text),
+        None => std::sync::Arc::from(t.to_rfc3339_opts(SecondsFormat::AutoSi, false)),
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.nnnnnnnnn+00:00`
+const RFC3339_MAX: usize = 35;
+
+fn rfc3339<'b>(t: &DateTime<Utc>, buf: &'b mut [u8; RFC3339_MAX]) -> Option<&'b str> {
+    // One conversion to the calendar; `DateTime`'s own accessors each apply the offset.
+    let utc = t.naive_utc();
+    let (date, clock) = (utc.date(), utc.time());
+    let year = u32::try_from(date.year()).ok().filter(|y| *y <= 9999)?;
+    let nanos = clock.nanosecond();
+    if nanos >= 1_000_000_000 {
+        return None;
+    }
+    // chrono's `AutoSi`: no fraction, or 3, 6 or 9 digits, the fewest that are exact.
+    let (fraction, width) = match nanos {
+        0 => (0, 0),
+        n if n % 1_000_000 == 0 => (n / 1_000_000, 3),
+        n if n % 1_000 == 0 => (n / 1_000, 6),
+        n => (n, 9),
+    };
+    *buf = *b"0000-00-00T00:00:00.000000000+00:00";
+    digits(&mut buf[0..4], year);
+    digits(&mut buf[5..7], date.month());
+    digits(&mut buf[8..10], date.day());
+    digits(&mut buf[11..13], clock.hour());
+    digits(&mut buf[14..16], clock.minute());
+    digits(&mut buf[17..19], clock.second());
+    let mut len = 19;
+    if width > 0 {
+        digits(&mut buf[20..20 + width], fraction);
+        len = 20 + width;
+    }
+    buf.copy_within(29..35, len);
+    std::str::from_utf8(&buf[..len + 6]).ok()
+}
+
+/// Writes `value` in decimal into all of `out`, zero-padded (`value` fits: callers size
+/// `out` for it).
+fn digits(out: &mut [u8], mut value: u32) {
+    for d in out.iter_mut().rev() {
+        // A digit is below 10: the cast cannot truncate.
+        *d = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
+}
+
+/// A metadata map as JSON text for SQLite. Most maps are empty: those share one `{}`
+/// instead of a serialized `String` and an `Arc` of it each.
+fn shared_object(map: &Map<String, Value>) -> std::sync::Arc<str> {
+    static EMPTY: OnceLock<std::sync::Arc<str>> = OnceLock::new();
+    if map.is_empty() {
+        return EMPTY.get_or_init(|| std::sync::Arc::from("{}")).clone();
+    }
+    // Serializing a map with string keys cannot fail; "{}" is never reached.
+    let text = serde_json::to_string(&JsonObject(map)).unwrap_or_else(|_| "{}".to_owned());
+    std::sync::Arc::from(text)
 }
 
 /// A JSON value to bind, NUL replaced as in [`text`] (copied only when it holds one).
@@ -567,6 +651,60 @@ mod tests {
         assert!(
             update.ends_with("ended_metadata = $5 WHERE id = $6"),
             "{update}"
+        );
+    }
+
+    /// Every sub-second shape chrono's `AutoSi` picks between (none, 3, 6, 9 digits) comes up.
+    fn nanos() -> impl proptest::strategy::Strategy<Value = u32> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(0u32),
+            (0u32..1000).prop_map(|ms| ms * 1_000_000),
+            (0u32..1_000_000).prop_map(|us| us * 1_000),
+            0u32..1_000_000_000,
+        ]
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn timestamps_are_written_as_sqlx_binds_them(
+            // Years -50..10,050: both sides of the fast path's range.
+            secs in -63_800_000_000i64..255_000_000_000,
+            nanos in nanos(),
+        ) {
+            let Some(t) = DateTime::<Utc>::from_timestamp(secs, nanos) else {
+                return Ok(());
+            };
+            let ours = shared_time(&t);
+            proptest::prop_assert_eq!(&*ours, t.to_rfc3339_opts(SecondsFormat::AutoSi, false));
+        }
+    }
+
+    #[test]
+    fn leap_seconds_and_far_years_go_through_chrono() {
+        let mut buf = [0u8; RFC3339_MAX];
+        let leap = chrono::NaiveDate::from_ymd_opt(2016, 12, 31)
+            .and_then(|d| d.and_hms_nano_opt(23, 59, 59, 1_500_000_000))
+            .map(|n| n.and_utc());
+        let far = DateTime::<Utc>::from_timestamp(300_000_000_000, 0);
+        for t in [leap, far].into_iter().flatten() {
+            assert_eq!(rfc3339(&t, &mut buf), None);
+            assert_eq!(
+                &*shared_time(&t),
+                t.to_rfc3339_opts(SecondsFormat::AutoSi, false)
+            );
+        }
+    }
+
+    #[test]
+    fn metadata_objects_as_sqlite_text() {
+        assert_eq!(&*shared_object(&Map::new()), "{}");
+        let mut map = Map::new();
+        map.insert("team".into(), Value::from("plat\0form"));
+        map.insert("n\0".into(), Value::from(3));
+        assert_eq!(
+            &*shared_object(&map),
+            "{\"team\":\"plat\u{fffd}form\",\"n\u{fffd}\":3}"
         );
     }
 
