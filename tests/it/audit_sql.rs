@@ -19,6 +19,7 @@ on_both_backends!(
     a_record_that_cannot_fit_is_rejected,
     migrations_go_down_and_up_again,
     nul_characters_do_not_lose_the_record,
+    a_replay_over_many_large_stored_rows_is_written,
 );
 
 async fn writes_each_kind_as_one_row(db: TestDb) {
@@ -290,6 +291,34 @@ async fn nul_characters_do_not_lose_the_record(db: TestDb) {
         .unwrap()
         .unwrap();
     assert_eq!(row.model, "m\u{fffd}odel");
+}
+
+/// Each statement of the replay rewrites hundreds of stored 4 KB rows, and SQLite journals
+/// every stored page a statement changes (well over a MiB here) so it can undo that
+/// statement alone: however big that journal gets, the batch is written.
+async fn a_replay_over_many_large_stored_rows_is_written(db: TestDb) {
+    let recorder = db.recorder().await;
+    let conn = recorder.connection();
+    let note = Value::from("x".repeat(4096));
+    let (mut starts, mut ends) = (Vec::new(), Vec::new());
+    for n in 0..512 {
+        let mut records = sample::interception("grace", "gpt-5", n);
+        if let Some(Record::Interception(r)) = records.first_mut() {
+            r.metadata.insert("note".into(), note.clone());
+        }
+        starts.push(records[0].clone());
+        ends.extend(records.pop());
+    }
+    recorder.record_batch(&starts).await.unwrap();
+    let mut replay = starts;
+    replay.append(&mut ends);
+    recorder.record_batch(&replay).await.unwrap();
+    let ended = interception::Entity::find()
+        .filter(interception::Column::EndedAt.is_not_null())
+        .count(conn)
+        .await
+        .unwrap();
+    assert_eq!(ended, 512);
 }
 
 async fn sqlite_pragma(conn: &sea_orm::DatabaseConnection, name: &str) -> String {
