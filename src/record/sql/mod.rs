@@ -116,7 +116,8 @@ pub async fn connect_database(
         opts.max_connections(1).map_sqlx_sqlite_opts(move |o| {
             // Only a new file takes it (WAL fixes the page size of an existing one). The
             // audit tables are written as appends of a few KB per request: 16 KB pages
-            // write the same bytes in a quarter of the WAL and checkpoint system calls.
+            // write the same bytes in less than half of the WAL and checkpoint system
+            // calls (strace of 20,000 blocking requests: 52k -> 22k).
             o.page_size(SQLITE_PAGE_SIZE)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)

@@ -687,7 +687,9 @@ mod tests {
             .and_then(|d| d.and_hms_nano_opt(23, 59, 59, 1_500_000_000))
             .map(|n| n.and_utc());
         let far = DateTime::<Utc>::from_timestamp(300_000_000_000, 0);
-        for t in [leap, far].into_iter().flatten() {
+        let both: Vec<DateTime<Utc>> = [leap, far].into_iter().flatten().collect();
+        assert_eq!(both.len(), 2, "both timestamps exist");
+        for t in both {
             assert_eq!(rfc3339(&t, &mut buf), None);
             assert_eq!(
                 &*shared_time(&t),
