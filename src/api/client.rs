@@ -4,37 +4,47 @@ use http::HeaderMap;
 
 /// Names a client from its `User-Agent` and telltale headers.
 pub fn detect(headers: &HeaderMap) -> &'static str {
-    let ua = header(headers, "user-agent").unwrap_or("");
-    let ua_lower = ua.to_ascii_lowercase();
-    let originator = header(headers, "originator")
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    if ua_lower.starts_with("claude-cli/")
-        || ua_lower.contains("claude-code")
+    // Matched case-insensitively in place: this runs on every request, and a lower-cased
+    // copy of each header cost an allocation apiece.
+    let ua = header(headers, "user-agent").unwrap_or("").as_bytes();
+    let originator = header(headers, "originator").unwrap_or("").as_bytes();
+    if starts_with_ci(ua, b"claude-cli/")
+        || contains_ci(ua, b"claude-code")
         || headers.contains_key("x-claude-code-session-id")
     {
         "claude-code"
-    } else if originator.starts_with("codex") || ua_lower.starts_with("codex") {
+    } else if starts_with_ci(originator, b"codex") || starts_with_ci(ua, b"codex") {
         "codex"
-    } else if ua_lower.contains("cursor")
+    } else if contains_ci(ua, b"cursor")
         || headers.keys().any(|k| k.as_str().starts_with("x-cursor-"))
     {
         "cursor"
-    } else if ua_lower.starts_with("zed/") || ua_lower.contains(" zed/") {
+    } else if starts_with_ci(ua, b"zed/") || contains_ci(ua, b" zed/") {
         "zed"
-    } else if ua_lower.contains("copilot") || headers.contains_key("copilot-integration-id") {
+    } else if contains_ci(ua, b"copilot") || headers.contains_key("copilot-integration-id") {
         "copilot"
-    } else if ua_lower.contains("kilo-code") || ua_lower.contains("kilocode") {
+    } else if contains_ci(ua, b"kilo-code") || contains_ci(ua, b"kilocode") {
         "kilo"
-    } else if ua_lower.contains("roo-code") || ua_lower.contains("roocode") {
+    } else if contains_ci(ua, b"roo-code") || contains_ci(ua, b"roocode") {
         "roo"
-    } else if ua.starts_with("Anthropic/") || ua.starts_with("AsyncAnthropic/") {
+    } else if ua.starts_with(b"Anthropic/") || ua.starts_with(b"AsyncAnthropic/") {
         "anthropic-sdk"
-    } else if ua.starts_with("OpenAI/") || ua.starts_with("AsyncOpenAI/") {
+    } else if ua.starts_with(b"OpenAI/") || ua.starts_with(b"AsyncOpenAI/") {
         "openai-sdk"
     } else {
         "unknown"
     }
+}
+
+/// Whether `hay` starts with `needle` (lower-case ASCII), ignoring ASCII case.
+fn starts_with_ci(hay: &[u8], needle: &[u8]) -> bool {
+    hay.len() >= needle.len() && hay[..needle.len()].eq_ignore_ascii_case(needle)
+}
+
+/// Whether `hay` contains `needle` (lower-case ASCII), ignoring ASCII case.
+fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
 }
 
 /// The session id from headers: Claude Code's `X-Claude-Code-Session-Id`, Codex's
@@ -102,6 +112,26 @@ mod tests {
             "openai-sdk"
         );
         assert_eq!(detect(&h(&[("user-agent", "curl/8")])), "unknown");
+    }
+
+    #[test]
+    fn client_names_match_in_any_case_and_not_past_the_end() {
+        for (ua, client) in [
+            ("Claude-CLI/2.0.14", "claude-code"),
+            ("my-CLAUDE-Code-wrapper", "claude-code"),
+            ("CODEX_CLI_RS/0.98", "codex"),
+            ("x/1 CURSOR", "cursor"),
+            ("ZED/0.200", "zed"),
+            ("cursorless", "cursor"),
+            // Needles longer than the whole header, or cut off at its end, do not match.
+            ("zed", "unknown"),
+            ("kilo-cod", "unknown"),
+            ("", "unknown"),
+            // The SDKs' prefixes are matched as they send them.
+            ("anthropic/Python 0.75.0", "unknown"),
+        ] {
+            assert_eq!(detect(&h(&[("user-agent", ua)])), client, "{ua}");
+        }
     }
 
     #[test]
