@@ -75,7 +75,7 @@ fn interception(actor: usize, n: usize) -> Vec<Record> {
             output_tokens: 340,
             cache_read_input_tokens: 5000,
             cache_write_input_tokens: 80,
-            extra: Map::new(),
+            extra: TokenCounts::new(),
             created_at: now,
         }),
         Record::InterceptionEnded(InterceptionEndedRecord {

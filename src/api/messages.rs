@@ -13,6 +13,7 @@ use super::{
     BadRequest, EventAction, Observation, Observer, RequestInfo, Thought, ToolCall, Usage,
     parse_arguments,
 };
+use crate::record::TokenCounts;
 use crate::sse::SseEvent;
 
 #[derive(Deserialize)]
@@ -110,8 +111,8 @@ struct UsageView {
     output_tokens: Option<i64>,
     cache_creation_input_tokens: Option<i64>,
     cache_read_input_tokens: Option<i64>,
-    cache_creation: Option<Map<String, Value>>,
-    server_tool_use: Option<Map<String, Value>>,
+    cache_creation: Option<TokenCounts>,
+    server_tool_use: Option<TokenCounts>,
 }
 
 impl UsageView {
@@ -134,9 +135,7 @@ impl UsageView {
             .flatten()
         {
             for (k, v) in nested {
-                if v.is_number() {
-                    usage.extra.insert(k, v);
-                }
+                usage.extra.set(k, v);
             }
         }
     }

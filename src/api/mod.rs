@@ -20,6 +20,7 @@ use memchr::memmem;
 use serde_json::{Map, Value};
 
 use crate::provider::ProviderKind;
+use crate::record::TokenCounts;
 use crate::sse::SseEvent;
 
 /// An intercepted wire API.
@@ -220,7 +221,7 @@ pub struct Usage {
     /// Input tokens written to the cache.
     pub cache_write: i64,
     /// Other counts by name.
-    pub extra: Map<String, Value>,
+    pub extra: TokenCounts,
 }
 
 /// A tool call the model made.

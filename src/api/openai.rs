@@ -2,10 +2,13 @@
 //! same way, the usage shape (`*_tokens` plus two `*_tokens_details` maps), and the
 //! error object.
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::{BadRequest, Usage};
+use crate::record::{TokenCounts, prefixed_count_name};
 
 /// Reads `model`: a non-empty string.
 pub(crate) fn read_model(model: Option<Value>) -> Result<String, BadRequest> {
@@ -52,39 +55,9 @@ pub(crate) struct UsageView {
     output_tokens: Option<i64>,
     total_tokens: Option<i64>,
     #[serde(alias = "prompt_tokens_details")]
-    input_tokens_details: Option<Counts>,
+    input_tokens_details: Option<TokenCounts>,
     #[serde(alias = "completion_tokens_details")]
-    output_tokens_details: Option<Counts>,
-}
-
-/// The numeric members of a `*_tokens_details` object, in order; anything else in it is
-/// skipped. A plain list: read once per response, it needs no map (nor a map's hashing).
-#[derive(Default)]
-struct Counts(Vec<(String, serde_json::Number)>);
-
-impl<'de> Deserialize<'de> for Counts {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visit;
-        impl<'de> serde::de::Visitor<'de> for Visit {
-            type Value = Counts;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("an object of token counts")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<Counts, A::Error> {
-                let mut out = Vec::new();
-                while let Some(key) = map.next_key::<String>()? {
-                    if let Value::Number(n) = map.next_value::<Value>()? {
-                        out.push((key, n));
-                    }
-                }
-                Ok(Counts(out))
-            }
-        }
-        d.deserialize_map(Visit)
-    }
+    output_tokens_details: Option<TokenCounts>,
 }
 
 impl UsageView {
@@ -95,25 +68,23 @@ impl UsageView {
     pub(crate) fn into_usage(self) -> Usage {
         let mut usage = Usage::default();
         let mut cached = 0;
-        for (k, v) in self.input_tokens_details.unwrap_or_default().0 {
+        for (k, v) in self.input_tokens_details.unwrap_or_default() {
             if k == "cached_tokens" {
                 cached = v.as_i64().unwrap_or(0);
             } else {
-                usage.extra.insert(format!("input_{k}"), Value::Number(v));
+                usage.extra.set(prefixed_count_name("input_", &k), v);
             }
         }
-        for (k, v) in self.output_tokens_details.unwrap_or_default().0 {
+        for (k, v) in self.output_tokens_details.unwrap_or_default() {
             let name = if k == "audio_tokens" {
-                "output_audio_tokens".to_owned()
+                Cow::Borrowed("output_audio_tokens")
             } else {
                 k
             };
-            usage.extra.insert(name, Value::Number(v));
+            usage.extra.set(name, v);
         }
         if let Some(total) = self.total_tokens {
-            usage
-                .extra
-                .insert("total_tokens".into(), Value::from(total));
+            usage.extra.set("total_tokens", total);
         }
         usage.input = (self.input_tokens.unwrap_or(0) - cached).max(0);
         usage.cache_read = cached;
@@ -178,7 +149,7 @@ mod tests {
             (70, 30, 40, 0)
         );
         assert_eq!(
-            Value::Object(u.extra),
+            u.extra.to_value(),
             serde_json::json!({"input_audio_tokens":2,"reasoning_tokens":12,
                 "output_audio_tokens":3,"accepted_prediction_tokens":4,
                 "rejected_prediction_tokens":5,"total_tokens":140})
@@ -194,7 +165,7 @@ mod tests {
         .unwrap();
         let u = view.into_usage();
         assert_eq!((u.input, u.cache_read, u.output), (6, 4, 7));
-        assert_eq!(u.extra["reasoning_tokens"], 3);
+        assert_eq!(u.extra.get("reasoning_tokens"), Some(&3.into()));
         let e: ErrorView =
             serde_json::from_str(r#"{"message":"slow down","type":"x","code":"rate_limit"}"#)
                 .unwrap();

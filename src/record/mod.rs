@@ -5,6 +5,7 @@
 //! A platform that wants its own store implements [`Recorder`]; the default sink is
 //! `SqlRecorder` (sea-orm on SQLite or PostgreSQL).
 
+mod counts;
 pub mod log;
 pub mod memory;
 pub mod pipeline;
@@ -16,6 +17,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+pub use counts::TokenCounts;
+pub(crate) use counts::prefixed_count_name;
 pub use log::LogRecorder;
 pub use memory::MemoryRecorder;
 pub use pipeline::{Pipeline, PipelineConfig, PipelineMetrics, RecordQueue, ShutdownReport};
@@ -122,7 +125,7 @@ pub struct TokenUsageRecord {
     /// Input tokens written to the prompt cache.
     pub cache_write_input_tokens: i64,
     /// Other token counts by name (`reasoning_tokens`, `ephemeral_5m_input_tokens`, …).
-    pub extra: Map<String, Value>,
+    pub extra: TokenCounts,
     /// When the usage was observed.
     pub created_at: DateTime<Utc>,
 }

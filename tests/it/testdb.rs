@@ -311,7 +311,7 @@ pub mod sample {
                 output_tokens: 340,
                 cache_read_input_tokens: 5000,
                 cache_write_input_tokens: 80,
-                extra: map(json!({"ephemeral_5m_input_tokens": 80})),
+                extra: [("ephemeral_5m_input_tokens", 80)].into_iter().collect(),
                 created_at: at(start + 2),
             }),
             Record::InterceptionEnded(InterceptionEndedRecord {

@@ -30,7 +30,7 @@ use uuid::Uuid;
 
 use crate::record::{
     InterceptionEndedRecord, InterceptionRecord, ModelThoughtRecord, PromptRecord, Record,
-    TokenUsageRecord, ToolUsageRecord,
+    TokenCounts, TokenUsageRecord, ToolUsageRecord,
 };
 use crate::{FastHashMap, FastHashSet};
 
@@ -321,7 +321,15 @@ pub(super) async fn write_batch(
 
 /// The same writer for each backend: sqlx's types differ per database, the code does not.
 macro_rules! backend_writer {
-    ($module:ident, $db:ty, $text:ident, $id:ident, $time:ident, $object:ident) => {
+    (
+        $module:ident,
+        $db:ty,
+        $text:ident,
+        $id:ident,
+        $time:ident,
+        $object:ident,
+        $counts:ident
+    ) => {
         mod $module {
             use sea_orm::sqlx::{self, Database, Pool, query::Query};
 
@@ -413,7 +421,7 @@ macro_rules! backend_writer {
                     .bind(r.output_tokens)
                     .bind(r.cache_read_input_tokens)
                     .bind(r.cache_write_input_tokens)
-                    .bind($object(&r.extra))
+                    .bind($counts(&r.extra))
                     .bind($time(&r.created_at))
             }
 
@@ -457,9 +465,18 @@ backend_writer!(
     shared_text,
     shared_id,
     shared_time,
-    shared_object
+    shared_object,
+    shared_counts
 );
-backend_writer!(postgres, sqlx::Postgres, text, id_text, time, json_object);
+backend_writer!(
+    postgres,
+    sqlx::Postgres,
+    text,
+    id_text,
+    time,
+    json_object,
+    json_counts
+);
 
 fn attempts(n: u32) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
@@ -566,6 +583,37 @@ fn shared_object(map: &Map<String, Value>) -> std::sync::Arc<str> {
     // Serializing a map with string keys cannot fail; "{}" is never reached.
     let text = serde_json::to_string(&JsonObject(map)).unwrap_or_else(|_| "{}".to_owned());
     std::sync::Arc::from(text)
+}
+
+/// Token counts as JSON text for SQLite, empty ones sharing the one `{}` of
+/// [`shared_object`].
+fn shared_counts(counts: &TokenCounts) -> std::sync::Arc<str> {
+    if counts.is_empty() {
+        return shared_object(&Map::new());
+    }
+    // Serializing string keys and numbers cannot fail; "{}" is never reached.
+    let text = serde_json::to_string(&CountsObject(counts)).unwrap_or_else(|_| "{}".to_owned());
+    std::sync::Arc::from(text)
+}
+
+/// Token counts to bind as a JSON object, for PostgreSQL.
+fn json_counts(counts: &TokenCounts) -> sqlx::types::Json<CountsObject<'_>> {
+    sqlx::types::Json(CountsObject(counts))
+}
+
+/// Serializes token counts with NUL in a name replaced, as [`JsonObject`] does.
+#[derive(Debug)]
+struct CountsObject<'a>(&'a TokenCounts);
+
+impl serde::Serialize for CountsObject<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0.iter() {
+            map.serialize_entry(&text(k), v)?;
+        }
+        map.end()
+    }
 }
 
 /// A JSON value to bind, NUL replaced as in [`text`] (copied only when it holds one).
