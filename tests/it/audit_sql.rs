@@ -243,8 +243,27 @@ async fn a_record_that_cannot_fit_is_rejected(db: TestDb) {
         extra: Default::default(),
         created_at: sample::at(0),
     });
-    let err = recorder.record_batch(&[orphan]).await.unwrap_err();
+    let err = recorder
+        .record_batch(std::slice::from_ref(&orphan))
+        .await
+        .unwrap_err();
     assert!(matches!(err, RecordError::Rejected(_)), "{err:?}");
+
+    // Behind whole interceptions in one batch: the batch is refused as a whole, nothing of
+    // it stays stored (each statement may stop part-way, the transaction undoes them all).
+    let mut batch = sample::interception("frank", "gpt-5", 0);
+    batch.extend(sample::interception("grace", "gpt-5", 1));
+    batch.push(orphan);
+    let err = recorder.record_batch(&batch).await.unwrap_err();
+    assert!(matches!(err, RecordError::Rejected(_)), "{err:?}");
+    let conn = recorder.connection();
+    assert_eq!(interception::Entity::find().count(conn).await.unwrap(), 0);
+    assert_eq!(user_prompt::Entity::find().count(conn).await.unwrap(), 0);
+    recorder
+        .record_batch(&batch[..batch.len() - 1])
+        .await
+        .unwrap();
+    assert_eq!(interception::Entity::find().count(conn).await.unwrap(), 2);
 }
 
 async fn migrations_go_down_and_up_again(db: TestDb) {
