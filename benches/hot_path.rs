@@ -116,6 +116,35 @@ fn messages_observer(c: &mut Criterion) {
     g.finish();
 }
 
+/// A blocking Chat Completions answer of the shape the mock and the real API send: text,
+/// usage with both details objects.
+fn chat_body(text_len: usize) -> Vec<u8> {
+    let text = "Here is the change you asked for.\n".repeat(text_len / 34 + 1);
+    format!(
+        r#"{{"id":"chatcmpl-bench01","object":"chat.completion","created":1767225600,"model":"gpt-4o","choices":[{{"index":0,"message":{{"role":"assistant","content":"{text}","refusal":null,"annotations":[]}},"logprobs":null,"finish_reason":"stop"}}],"usage":{{"prompt_tokens":11,"completion_tokens":16,"total_tokens":27,"prompt_tokens_details":{{"cached_tokens":0,"audio_tokens":0}},"completion_tokens_details":{{"reasoning_tokens":0,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}}}},"service_tier":"default","system_fingerprint":"fp_bench"}}"#
+    )
+    .into_bytes()
+}
+
+/// The blocking observer: what the bridge reads from a whole Chat Completions body.
+fn chat_blocking_observer(c: &mut Criterion) {
+    let mut g = c.benchmark_group("chat_blocking_observer");
+    for (name, body) in [
+        ("short_answer", chat_body(16)),
+        ("answer_4kb", chat_body(4096)),
+    ] {
+        g.throughput(Throughput::Bytes(body.len() as u64));
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let mut observer = ApiKind::ChatCompletions.observer(&RequestInfo::default());
+                observer.on_body(black_box(&body));
+                observer.take().usage.map(|u| u.output)
+            })
+        });
+    }
+    g.finish();
+}
+
 fn request_view(c: &mut Criterion) {
     let body = big_request();
     let mut g = c.benchmark_group("request_view");
@@ -134,5 +163,11 @@ fn request_view(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, sse_decoder, messages_observer, request_view);
+criterion_group!(
+    benches,
+    sse_decoder,
+    messages_observer,
+    chat_blocking_observer,
+    request_view
+);
 criterion_main!(benches);

@@ -391,4 +391,62 @@ mod tests {
         );
         assert_eq!(obs.usage.unwrap().input, 5);
     }
+
+    fn blocking(body: &str) -> Observation {
+        let mut o = ChatObserver::new(&RequestInfo::default());
+        o.on_body(body.as_bytes());
+        o.take()
+    }
+
+    #[test]
+    fn a_blocking_text_answer_gives_its_id_and_usage_and_no_calls() {
+        // The answer's text talks about tool calls: escaped quotes are not the structure.
+        let obs = blocking(
+            r#"{"id":"chatcmpl-1","object":"chat.completion","choices":[{"index":0,
+            "message":{"role":"assistant","content":"use \"tool_calls\": [] or \"function_call\""},
+            "finish_reason":"stop"}],"usage":{"prompt_tokens":11,"completion_tokens":16,
+            "total_tokens":27,"prompt_tokens_details":{"cached_tokens":3},
+            "completion_tokens_details":{"reasoning_tokens":5}}}"#,
+        );
+        assert_eq!(obs.response_id.as_deref(), Some("chatcmpl-1"));
+        let usage = obs.usage.unwrap();
+        assert_eq!((usage.input, usage.cache_read, usage.output), (8, 3, 16));
+        assert_eq!(
+            usage.extra.to_value(),
+            serde_json::json!({"reasoning_tokens":5,"total_tokens":27})
+        );
+        assert!(obs.tool_calls.is_empty());
+        assert_eq!(obs.error, None);
+    }
+
+    #[test]
+    fn a_blocking_answer_gives_its_calls_in_choice_order() {
+        let obs = blocking(
+            r#"{"id":"c2","choices":[
+            {"index":1,"message":{"role":"assistant","function_call":{"name":"legacy","arguments":"{\"a\":1}"}}},
+            {"index":0,"message":{"role":"assistant","content":null,"tool_calls":[
+              {"id":"call_x","type":"function","function":{"name":"f","arguments":"{\"x\":1}"}}]}}]}"#,
+        );
+        let calls: Vec<_> = obs
+            .tool_calls
+            .iter()
+            .map(|c| (c.id.as_deref(), c.name.as_str(), c.input.clone()))
+            .collect();
+        assert_eq!(
+            calls,
+            vec![
+                (Some("call_x"), "f", serde_json::json!({"x":1})),
+                (None, "legacy", serde_json::json!({"a":1}))
+            ]
+        );
+        assert!(obs.usage.is_none());
+    }
+
+    #[test]
+    fn a_body_that_is_not_a_completion_is_not_observed() {
+        for bad in [r#"{"id":"c4","#, "[1]", "", r#"{"id":"c5","usage":"many"}"#] {
+            let obs = blocking(bad);
+            assert!(obs.response_id.is_none() && obs.usage.is_none(), "{bad}");
+        }
+    }
 }
