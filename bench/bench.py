@@ -362,6 +362,20 @@ def render(results, extra, checks, meta):
 # ---------------------------------------------------------------- main
 
 
+failures = []
+
+
+def attempt(step, fn):
+    """Runs one step of the benchmark. A step that fails is logged and reported with the
+    figures of the steps that worked, instead of losing the whole table."""
+    try:
+        return fn()
+    except Exception as e:  # noqa: BLE001 - any failure of one step is reported, not fatal
+        log(f"{step} failed: {e}")
+        failures.append((step, str(e) or type(e).__name__))
+        return None
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin-dir", required=True)
@@ -435,18 +449,23 @@ def main():
         for sid, name, (up, br), body, conc in scenarios:
             sc = dict(id=sid, name=name, upstream_path=up, bridge_path=br,
                       file=files[body], conc=conc)
-            results.append(run_scenario(args, sc, fast_url, bridge_url, bridge.pid, rounds, secs))
+            r = attempt(f"scenario {sid}", lambda sc=sc: run_scenario(
+                args, sc, fast_url, bridge_url, bridge.pid, rounds, secs))
+            if r:
+                results.append(r)
 
         # (5) many open streams, each held ~5 s by the slow mock (20 deltas × 250 ms).
         streams = 200 if args.quick else 1000
         sc5 = dict(id="5", name=f"{streams} open streams (slow mock, ~5 s each)",
                    upstream_path=msgs[0], bridge_path="/slow/v1/messages",
                    file=files["messages"], conc=streams, count=streams, watch_inflight=True)
-        results.append(run_scenario(args, sc5, slow_url, bridge_url, bridge.pid, 1, None))
-        r5 = results[-1]
+        r5 = attempt("scenario 5", lambda: run_scenario(
+            args, sc5, slow_url, bridge_url, bridge.pid, 1, None))
+        if r5:
+            results.append(r5)
 
         time.sleep(1.0)
-        text = metrics_text(bridge_url)
+        text = attempt("reading /metrics", lambda: metrics_text(bridge_url)) or ""
         written = metric_sum(text, r"\w*_records_total\{", 'result="written"')
         spooled = metric_sum(text, r"\w*_records_total\{", 'result="spooled"')
         hwm_mb = rss_kb(bridge.pid, "VmHWM") / 1024
@@ -461,36 +480,62 @@ def main():
         pass
 
     log("scenario 6: recorder throughput into SQLite")
-    rec_rate, rec_line = recorder_throughput(args, args.quick, tmp)
+    rec_rate, rec_line = attempt(
+        "scenario 6", lambda: recorder_throughput(args, args.quick, tmp)) or (None, None)
     shutil.rmtree(tmp, ignore_errors=True)
 
     by_id = {r["id"]: r for r in results}
-    extra = [
-        f"- Bridge RSS idle: {idle_mb:.1f} MB; with {r5['peak_inflight']} streams open at once "
-        f"(scenario 5): {r5['peak_mb']:.1f} MB; high-water mark of the whole run: {hwm_mb:.1f} MB.",
-        f"- Recording: {written:.0f} records written to SQLite during the run, {spooled:.0f} spooled; "
-        f"{rows} interceptions in the database.",
-        f"- (6) Recorder throughput (pipeline → SqlRecorder → SQLite): {rec_rate:,.0f} records/s "
-        f"(`{rec_line}`).",
-        f"- (4) with no competing request (7c, concurrency 1): added p50 "
-        f"{by_id['7c']['added_p50']:.3f} ms; at concurrency 16 (4) the added time is mostly "
-        f"waiting for a core.",
-    ]
+
+    def got(sid, key):
+        return by_id[sid][key] if sid in by_id else None
+
+    def check(name, fmt, ok, *values):
+        """A target row; a step that failed is shown as not measured, and not met."""
+        if any(v is None for v in values):
+            return (name, "not measured (the step failed)", False)
+        return (name, fmt(*values), ok(*values))
+
+    extra = []
+    if r5:
+        extra.append(
+            f"- Bridge RSS idle: {idle_mb:.1f} MB; with {r5['peak_inflight']} streams open at "
+            f"once (scenario 5): {r5['peak_mb']:.1f} MB; high-water mark of the whole run: "
+            f"{hwm_mb:.1f} MB.")
+    else:
+        extra.append(f"- Bridge RSS idle: {idle_mb:.1f} MB; high-water mark: {hwm_mb:.1f} MB.")
+    extra.append(
+        f"- Recording: {written:.0f} records written to SQLite during the run, {spooled:.0f} "
+        f"spooled; {rows} interceptions in the database.")
+    if rec_rate is not None:
+        extra.append(
+            f"- (6) Recorder throughput (pipeline → SqlRecorder → SQLite): {rec_rate:,.0f} "
+            f"records/s (`{rec_line}`).")
+    if "7c" in by_id:
+        extra.append(
+            f"- (4) with no competing request (7c, concurrency 1): added p50 "
+            f"{by_id['7c']['added_p50']:.3f} ms; at concurrency 16 (4) the added time is mostly "
+            f"waiting for a core.")
+    for step, message in failures:
+        extra.append(f"- **{step} failed**: {message}")
+    errors = sum(r["errors"] for r in results)
     checks = [
-        ("(1) throughput ≥ 0.5× direct", f"{by_id['1']['ratio']:.2f}×", by_id["1"]["ratio"] >= 0.5),
-        ("(2) throughput ≥ 0.5× direct", f"{by_id['2']['ratio']:.2f}×", by_id["2"]["ratio"] >= 0.5),
-        ("added p50 ≤ 0.3 ms at concurrency 1 (7a, 7b)",
-         f"{by_id['7a']['added_p50']:.3f} / {by_id['7b']['added_p50']:.3f} ms",
-         max(by_id["7a"]["added_p50"], by_id["7b"]["added_p50"]) <= 0.3),
-        ("(4) added p50 ≤ 1 ms", f"{by_id['4']['added_p50']:.3f} ms", by_id["4"]["added_p50"] <= 1.0),
-        ("bridge CPU ≤ 40 µs per blocking request (1)", f"{by_id['1']['cpu_us']:.0f} µs",
-         by_id["1"]["cpu_us"] <= 40),
-        ("RSS ≤ 50 MB idle", f"{idle_mb:.1f} MB", idle_mb <= 50),
-        (f"RSS ≤ 200 MB with {streams} open streams", f"{r5['peak_mb']:.1f} MB",
-         r5["peak_mb"] <= 200),
-        ("recorder ≥ 10,000 records/s", f"{rec_rate:,.0f}/s", rec_rate >= 10_000),
-        ("no errors", str(sum(r["errors"] for r in results)),
-         sum(r["errors"] for r in results) == 0),
+        check("(1) throughput ≥ 0.5× direct", lambda x: f"{x:.2f}×", lambda x: x >= 0.5,
+              got("1", "ratio")),
+        check("(2) throughput ≥ 0.5× direct", lambda x: f"{x:.2f}×", lambda x: x >= 0.5,
+              got("2", "ratio")),
+        check("added p50 ≤ 0.3 ms at concurrency 1 (7a, 7b)",
+              lambda a, b: f"{a:.3f} / {b:.3f} ms", lambda a, b: max(a, b) <= 0.3,
+              got("7a", "added_p50"), got("7b", "added_p50")),
+        check("(4) added p50 ≤ 1 ms", lambda x: f"{x:.3f} ms", lambda x: x <= 1.0,
+              got("4", "added_p50")),
+        check("bridge CPU ≤ 40 µs per blocking request (1)", lambda x: f"{x:.0f} µs",
+              lambda x: x <= 40, got("1", "cpu_us")),
+        check("RSS ≤ 50 MB idle", lambda x: f"{x:.1f} MB", lambda x: x <= 50, idle_mb),
+        check(f"RSS ≤ 200 MB with {streams} open streams", lambda x: f"{x:.1f} MB",
+              lambda x: x <= 200, r5 and r5["peak_mb"]),
+        check("recorder ≥ 10,000 records/s", lambda x: f"{x:,.0f}/s", lambda x: x >= 10_000,
+              rec_rate),
+        ("no errors", str(errors), errors == 0 and not failures),
     ]
     meta = {
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -506,6 +551,8 @@ def main():
     failed = [r["id"] for r in results if r["requests"] == 0]
     if failed:
         raise SystemExit(f"scenarios without a single request: {failed}")
+    if failures:
+        raise SystemExit(f"steps that failed: {[step for step, _ in failures]}")
 
 
 if __name__ == "__main__":
