@@ -66,16 +66,21 @@ impl UsageView {
     /// own names (`reasoning_tokens`, `accepted_prediction_tokens`, …) except `audio_tokens`,
     /// which becomes `output_audio_tokens`; and `total_tokens`.
     pub(crate) fn into_usage(self) -> Usage {
-        let mut usage = Usage::default();
+        let input_details = self.input_tokens_details.unwrap_or_default();
+        let output_details = self.output_tokens_details.unwrap_or_default();
+        let mut usage = Usage {
+            extra: TokenCounts::with_capacity(input_details.len() + output_details.len() + 1),
+            ..Usage::default()
+        };
         let mut cached = 0;
-        for (k, v) in self.input_tokens_details.unwrap_or_default() {
+        for (k, v) in input_details {
             if k == "cached_tokens" {
                 cached = v.as_i64().unwrap_or(0);
             } else {
                 usage.extra.set(prefixed_count_name("input_", &k), v);
             }
         }
-        for (k, v) in self.output_tokens_details.unwrap_or_default() {
+        for (k, v) in output_details {
             let name = if k == "audio_tokens" {
                 Cow::Borrowed("output_audio_tokens")
             } else {

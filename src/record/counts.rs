@@ -64,6 +64,11 @@ impl TokenCounts {
         TokenCounts(Vec::new())
     }
 
+    /// No counts, with room for `n` without reallocating.
+    pub fn with_capacity(n: usize) -> TokenCounts {
+        TokenCounts(Vec::with_capacity(n))
+    }
+
     /// Sets the count `name`; a count already there keeps its place and takes the new value.
     pub fn set(&mut self, name: impl Into<Cow<'static, str>>, value: impl Into<Number>) {
         let name = name.into();
