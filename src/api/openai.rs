@@ -154,7 +154,7 @@ mod tests {
             (70, 30, 40, 0)
         );
         assert_eq!(
-            u.extra.to_value(),
+            serde_json::to_value(&u.extra).unwrap(),
             serde_json::json!({"input_audio_tokens":2,"reasoning_tokens":12,
                 "output_audio_tokens":3,"accepted_prediction_tokens":4,
                 "rejected_prediction_tokens":5,"total_tokens":140})

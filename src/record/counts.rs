@@ -98,15 +98,6 @@ impl TokenCounts {
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Number)> {
         self.0.iter().map(|(n, v)| (n.as_ref(), v))
     }
-
-    /// The counts as a JSON object value.
-    pub fn to_value(&self) -> serde_json::Value {
-        serde_json::Value::Object(
-            self.iter()
-                .map(|(n, v)| (n.to_owned(), serde_json::Value::Number(v.clone())))
-                .collect(),
-        )
-    }
 }
 
 impl<N: Into<Cow<'static, str>>, V: Into<Number>> FromIterator<(N, V)> for TokenCounts {
@@ -211,7 +202,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            c.to_value(),
+            serde_json::to_value(&c).unwrap(),
             serde_json::json!({"web_search_requests":2,"odd\"name":1.5})
         );
         let back: TokenCounts = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();

@@ -586,20 +586,24 @@ fn digits(out: &mut [u8], mut value: u32) {
 /// A metadata map as JSON text for SQLite. Most maps are empty: those share one `{}`
 /// instead of a serialized `String` and an `Arc` of it each.
 fn shared_object(map: &Map<String, Value>) -> std::sync::Arc<str> {
-    static EMPTY: OnceLock<std::sync::Arc<str>> = OnceLock::new();
     if map.is_empty() {
-        return EMPTY.get_or_init(|| std::sync::Arc::from("{}")).clone();
+        return empty_object();
     }
     // Serializing a map with string keys cannot fail; "{}" is never reached.
     let text = serde_json::to_string(&JsonObject(map)).unwrap_or_else(|_| "{}".to_owned());
     std::sync::Arc::from(text)
 }
 
-/// Token counts as JSON text for SQLite, empty ones sharing the one `{}` of
-/// [`shared_object`].
+/// The one `{}` that every empty map or count list binds on SQLite.
+fn empty_object() -> std::sync::Arc<str> {
+    static EMPTY: OnceLock<std::sync::Arc<str>> = OnceLock::new();
+    EMPTY.get_or_init(|| std::sync::Arc::from("{}")).clone()
+}
+
+/// Token counts as JSON text for SQLite (see [`shared_object`]).
 fn shared_counts(counts: &TokenCounts) -> std::sync::Arc<str> {
     if counts.is_empty() {
-        return shared_object(&Map::new());
+        return empty_object();
     }
     // Serializing string keys and numbers cannot fail; "{}" is never reached.
     let text = serde_json::to_string(&CountsObject(counts)).unwrap_or_else(|_| "{}".to_owned());
