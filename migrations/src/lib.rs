@@ -11,6 +11,7 @@ mod m20261122_000002_create_token_usages;
 mod m20261122_000003_create_user_prompts;
 mod m20261122_000004_create_tool_usages;
 mod m20261122_000005_create_model_thoughts;
+mod m20261201_000006_defer_child_foreign_keys_sqlite;
 
 /// The ordered list of migrations.
 pub struct Migrator;
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000003_create_user_prompts::Migration),
             Box::new(m20261122_000004_create_tool_usages::Migration),
             Box::new(m20261122_000005_create_model_thoughts::Migration),
+            Box::new(m20261201_000006_defer_child_foreign_keys_sqlite::Migration),
         ]
     }
 }

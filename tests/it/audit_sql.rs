@@ -402,3 +402,111 @@ async fn an_existing_sqlite_file_keeps_its_page_size() {
         .unwrap();
     assert_eq!(interception::Entity::find().count(conn).await.unwrap(), 1);
 }
+
+/// The stored `CREATE` statements of SQLite's schema, by kind and name.
+async fn sqlite_schema(conn: &sea_orm::DatabaseConnection) -> Vec<(String, String, String)> {
+    conn.query_all_raw(sea_orm::Statement::from_string(
+        sea_orm::DbBackend::Sqlite,
+        "SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL \
+         AND (name LIKE 'aibridge_%' OR name LIKE 'idx_aibridge_%') ORDER BY name",
+    ))
+    .await
+    .unwrap()
+    .iter()
+    .map(|row| {
+        (
+            row.try_get_by_index::<String>(0).unwrap(),
+            row.try_get_by_index::<String>(1).unwrap(),
+            row.try_get_by_index::<String>(2).unwrap(),
+        )
+    })
+    .collect()
+}
+
+/// Rows in each child table.
+async fn child_counts(conn: &sea_orm::DatabaseConnection) -> [u64; 4] {
+    [
+        token_usage::Entity::find().count(conn).await.unwrap(),
+        user_prompt::Entity::find().count(conn).await.unwrap(),
+        tool_usage::Entity::find().count(conn).await.unwrap(),
+        model_thought::Entity::find().count(conn).await.unwrap(),
+    ]
+}
+
+/// A file made by the first five migrations, with rows in it, is rebuilt by the sixth: the
+/// child tables' foreign keys become deferred, and rows, indexes and the cascade stay; the
+/// way down rebuilds them with immediate keys again.
+#[tokio::test]
+async fn an_existing_sqlite_file_gets_deferred_child_keys_and_keeps_its_rows() {
+    let db = TestDb::sqlite().await;
+    let recorder =
+        aibridge::record::SqlRecorder::connect_with(&db.url, crate::testdb::fast_options())
+            .await
+            .unwrap();
+    let conn = recorder.connection();
+    Migrator::up(conn, Some(5)).await.unwrap();
+    let records: Vec<Record> = (0..50)
+        .flat_map(|n| sample::interception(&format!("actor-{}", n % 3), "gpt-5", n))
+        .collect();
+    recorder.record_batch(&records).await.unwrap();
+    let before = sqlite_schema(conn).await;
+    let rows = child_counts(conn).await;
+    assert!(rows.iter().all(|&n| n == 50), "{rows:?}");
+    let deferred = |schema: &[(String, String, String)]| {
+        schema
+            .iter()
+            .filter(|(_, _, sql)| sql.contains("DEFERRABLE INITIALLY DEFERRED"))
+            .map(|(_, name, _)| name.clone())
+            .collect::<Vec<_>>()
+    };
+    assert!(deferred(&before).is_empty());
+
+    recorder.migrate().await.unwrap();
+    let after = sqlite_schema(conn).await;
+    assert_eq!(
+        deferred(&after),
+        [
+            "aibridge_model_thoughts",
+            "aibridge_token_usages",
+            "aibridge_tool_usages",
+            "aibridge_user_prompts"
+        ]
+    );
+    let names = |schema: &[(String, String, String)]| {
+        schema
+            .iter()
+            .map(|(kind, name, _)| format!("{kind} {name}"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(&after), names(&before));
+    assert_eq!(child_counts(conn).await, rows);
+    // Still a foreign key: an orphan fails its batch, at commit now.
+    let orphan = Record::TokenUsage(TokenUsageRecord {
+        id: aibridge::record::new_id(),
+        interception_id: aibridge::record::new_id(),
+        provider_response_id: "msg_x".into(),
+        input_tokens: 1,
+        output_tokens: 1,
+        cache_read_input_tokens: 0,
+        cache_write_input_tokens: 0,
+        extra: Default::default(),
+        created_at: sample::at(0),
+    });
+    let err = recorder.record_batch(&[orphan]).await.unwrap_err();
+    assert!(matches!(err, RecordError::Rejected(_)), "{err:?}");
+
+    Migrator::down(conn, Some(1)).await.unwrap();
+    let down = sqlite_schema(conn).await;
+    assert!(deferred(&down).is_empty());
+    assert_eq!(names(&down), names(&before));
+    assert_eq!(child_counts(conn).await, rows);
+
+    recorder.migrate().await.unwrap();
+    // Retention is one delete: the children go with their interception.
+    let first = sample::id_of(&records).to_string();
+    interception::Entity::delete_by_id(first)
+        .exec(conn)
+        .await
+        .unwrap();
+    assert_eq!(child_counts(conn).await, [49; 4]);
+}

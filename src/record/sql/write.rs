@@ -219,8 +219,9 @@ fn insert_sql(table: &Table, rows: usize, params: Params) -> String {
     // (NOT NULL). Under `ABORT` a multi-row insert that may fail part-way first copies every
     // stored page it changes into a statement journal (16 KiB each, in 1 KiB allocations),
     // only to undo itself alone; here a failed statement fails its batch, and the whole
-    // transaction is rolled back anyway. (Child tables still journal: an immediate foreign
-    // key check makes SQLite keep the journal whatever the conflict clause.)
+    // transaction is rolled back anyway. (For the child tables this holds because their
+    // foreign keys are deferred to the commit: an immediate check would make SQLite keep the
+    // journal whatever the conflict clause. See migration 000006.)
     let verb = match params {
         Params::Question => "INSERT OR FAIL INTO",
         Params::Dollar => "INSERT INTO",
