@@ -242,11 +242,11 @@ def claude_code_100kb():
 
 
 def oha(args, url, body_file, conc, secs=None, count=None):
-    cmd = [
-        args.oha, "--no-tui", "--output-format", "json", "-c", str(conc),
-        "-m", "POST", "-T", "application/json", "-D", body_file,
-        "-H", "x-api-key: sk-bench-key", "-H", "anthropic-version: 2023-06-01",
-    ]
+    cmd = [args.oha, "--no-tui", "--output-format", "json", "-c", str(conc)]
+    # No body file: a plain GET (the passthrough floor, scenario 0).
+    if body_file:
+        cmd += ["-m", "POST", "-T", "application/json", "-D", body_file]
+    cmd += ["-H", "x-api-key: sk-bench-key", "-H", "anthropic-version: 2023-06-01"]
     cmd += ["-z", f"{secs}s", "-w"] if secs else ["-n", str(count)]
     out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True)
     j = json.loads(out.stdout)
@@ -435,7 +435,12 @@ def main():
         chat = ("/v1/chat/completions", "/openai/v1/chat/completions")
         msgs = ("/v1/messages", "/anthropic/v1/messages")
         resp = ("/v1/responses", "/openai/v1/responses")
+        models = ("/v1/models", "/anthropic/v1/models")
         scenarios = [
+            # The floor of any HTTP relay on this machine: passed through, no body read,
+            # nothing recorded. (1) is read against it.
+            ("0", "Passthrough GET /v1/models (floor: nothing read or recorded)", models, None,
+             16),
             ("1", "Chat Completions, blocking, 1 KB request", chat, "chat", 16),
             ("2", "Messages, streaming, 20 text deltas", msgs, "messages", 16),
             ("3", "Responses, streaming", resp, "responses", 16),
@@ -448,7 +453,7 @@ def main():
         results = []
         for sid, name, (up, br), body, conc in scenarios:
             sc = dict(id=sid, name=name, upstream_path=up, bridge_path=br,
-                      file=files[body], conc=conc)
+                      file=files[body] if body else None, conc=conc)
             r = attempt(f"scenario {sid}", lambda sc=sc: run_scenario(
                 args, sc, fast_url, bridge_url, bridge.pid, rounds, secs))
             if r:
@@ -510,6 +515,12 @@ def main():
         extra.append(
             f"- (6) Recorder throughput (pipeline → SqlRecorder → SQLite): {rec_rate:,.0f} "
             f"records/s (`{rec_line}`).")
+    if "0" in by_id and "1" in by_id and by_id["0"]["ratio"]:
+        extra.append(
+            f"- The floor on this machine (0, a passthrough that reads and records nothing): "
+            f"{by_id['0']['ratio']:.2f}× of direct at {by_id['0']['cpu_us']:.0f} µs of bridge "
+            f"CPU per request; (1) reaches {by_id['1']['ratio'] / by_id['0']['ratio']:.2f} of "
+            f"that ratio.")
     if "7c" in by_id:
         extra.append(
             f"- (4) with no competing request (7c, concurrency 1): added p50 "
