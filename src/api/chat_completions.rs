@@ -12,7 +12,8 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::openai::{ErrorView, UsageView, content_text, read_model, read_stream};
+use super::openai::{ErrorView, UsageView, read_model, read_stream};
+use super::scan::Content;
 use super::{
     BadRequest, EventAction, Needle, Observation, Observer, RequestInfo, ToolCall, parse_arguments,
 };
@@ -66,8 +67,7 @@ fn last_user_prompt(messages: &[&[u8]]) -> Option<String> {
         };
         match role.as_deref() {
             Some("user") => {
-                let content = message.decode::<Value>("content").ok().flatten()?;
-                return content_text(&content, "text");
+                return Content::read(message.raw("content")?)?.text("text");
             }
             Some("tool" | "function") => return None,
             _ => {}

@@ -3,11 +3,14 @@
 //! Usage: input and cache counts come from `message_start`; `message_delta` carries
 //! cumulative totals, so its values replace (never add to) what was seen before.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::{Map, Value};
+
+use super::scan::{Content, join_lines};
 
 use super::{
     BadRequest, EventAction, Observation, Observer, RequestInfo, Thought, ToolCall, Usage,
@@ -63,21 +66,19 @@ pub fn inspect(body: &[u8]) -> Result<RequestInfo, BadRequest> {
 fn last_user_prompt(messages: &[&[u8]]) -> Option<String> {
     let content = messages.iter().rev().find_map(|raw| {
         let message = super::scan::Body::read(raw, "").ok()?;
-        let role = message.decode::<std::borrow::Cow<'_, str>>("role").ok()??;
-        (role == "user").then(|| message.decode::<Value>("content").ok().flatten())
+        let role = message.decode::<Cow<'_, str>>("role").ok()??;
+        (role == "user").then(|| message.raw("content"))
     })??;
-    match content {
-        Value::String(s) => Some(s),
-        Value::Array(blocks) => {
-            let texts: Vec<String> = blocks
+    match Content::read(content)? {
+        Content::Text(s) => Some(s),
+        Content::Parts(blocks) => {
+            let texts: Vec<Cow<'_, str>> = blocks
                 .iter()
-                .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
-                .filter_map(|b| b.get("text").and_then(Value::as_str))
-                .filter_map(without_system_reminders)
+                .filter(|b| b.kind == "text")
+                .filter_map(|b| without_system_reminders(&b.text))
                 .collect();
-            (!texts.is_empty()).then(|| texts.join("\n"))
+            (!texts.is_empty()).then(|| join_lines(texts.iter().map(|t| &**t)))
         }
-        _ => None,
     }
 }
 
@@ -86,9 +87,9 @@ const REMINDER_CLOSE: &str = "</system-reminder>";
 
 /// The text with its `<system-reminder>…</system-reminder>` spans removed: verbatim when it
 /// has none, trimmed when it had some, `None` when nothing else is left.
-fn without_system_reminders(text: &str) -> Option<String> {
+fn without_system_reminders(text: &str) -> Option<Cow<'_, str>> {
     if !text.contains(REMINDER_OPEN) {
-        return (!text.is_empty()).then(|| text.to_owned());
+        return (!text.is_empty()).then_some(Cow::Borrowed(text));
     }
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -102,7 +103,7 @@ fn without_system_reminders(text: &str) -> Option<String> {
     }
     out.push_str(rest);
     let kept = out.trim();
-    (!kept.is_empty()).then(|| kept.to_owned())
+    (!kept.is_empty()).then(|| Cow::Owned(kept.to_owned()))
 }
 
 #[derive(Deserialize, Default)]

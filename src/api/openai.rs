@@ -28,24 +28,6 @@ pub(crate) fn read_stream(stream: Option<Value>) -> Result<bool, BadRequest> {
     }
 }
 
-/// The text of a message's `content`: the string itself, or its text parts of type
-/// `part_type` joined by newlines. `None` when there is no text.
-pub(crate) fn content_text(content: &Value, part_type: &str) -> Option<String> {
-    let text = match content {
-        Value::String(s) => s.clone(),
-        Value::Array(parts) => {
-            let texts: Vec<&str> = parts
-                .iter()
-                .filter(|p| p.get("type").and_then(Value::as_str) == Some(part_type))
-                .filter_map(|p| p.get("text").and_then(Value::as_str))
-                .collect();
-            texts.join("\n")
-        }
-        _ => return None,
-    };
-    (!text.is_empty()).then_some(text)
-}
-
 /// Token counts as both OpenAI APIs report them, under either API's field names.
 #[derive(Deserialize, Default)]
 pub(crate) struct UsageView {

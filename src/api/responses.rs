@@ -9,7 +9,8 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::openai::{ErrorView, UsageView, content_text, read_model, read_stream};
+use super::openai::{ErrorView, UsageView, read_model, read_stream};
+use super::scan::Content;
 use super::{
     BadRequest, EventAction, Observation, Observer, RequestInfo, Thought, ToolCall, parse_arguments,
 };
@@ -82,8 +83,7 @@ fn prompt(items: &[&[u8]]) -> Option<String> {
         }
         let is_message = kind.as_deref().is_none_or(|k| k == "message");
         if is_message && role.as_deref() == Some("user") {
-            let content = item.decode::<Value>("content").ok().flatten()?;
-            let text = content_text(&content, "input_text");
+            let text = Content::read(item.raw("content")?)?.text("input_text");
             if text
                 .as_deref()
                 .is_some_and(|t| t.starts_with("<environment_context>"))

@@ -123,6 +123,75 @@ impl<'a> Body<'a> {
     }
 }
 
+/// A message's `content`, read for its prompt: a string, or an array of parts.
+pub(crate) enum Content<'a> {
+    /// Plain string content.
+    Text(String),
+    /// The parts that have a string `type` and `text` (others, such as images, are left out).
+    Parts(Vec<Part<'a>>),
+}
+
+/// A content part's `type` and `text`, borrowed from the body unless they hold escapes: a
+/// coding client's text parts are most of a big request, and are not copied to be looked at.
+#[derive(serde::Deserialize)]
+pub(crate) struct Part<'a> {
+    #[serde(rename = "type", borrow)]
+    pub(crate) kind: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    pub(crate) text: std::borrow::Cow<'a, str>,
+}
+
+impl<'a> Content<'a> {
+    /// Reads the raw JSON value of a `content` member; `None` for null, other types, or
+    /// malformed JSON.
+    pub(crate) fn read(raw: &'a [u8]) -> Option<Content<'a>> {
+        let mut s = Scanner { b: raw, i: 0 };
+        s.ws();
+        match s.peek()? {
+            b'"' => serde_json::from_slice(raw).ok().map(Content::Text),
+            b'[' => {
+                let mut elements = Vec::new();
+                s.array(1, Some(&mut elements)).ok()?;
+                s.end().ok()?;
+                let parts = elements
+                    .into_iter()
+                    .filter_map(|part| serde_json::from_slice(part).ok())
+                    .collect();
+                Some(Content::Parts(parts))
+            }
+            _ => None,
+        }
+    }
+
+    /// The string itself, or the non-empty texts of the parts of type `part_type` joined by
+    /// newlines; `None` when that is empty.
+    pub(crate) fn text(self, part_type: &str) -> Option<String> {
+        let text = match self {
+            Content::Text(text) => text,
+            Content::Parts(parts) => join_lines(
+                parts
+                    .iter()
+                    .filter(|p| p.kind == part_type && !p.text.is_empty())
+                    .map(|p| &*p.text),
+            ),
+        };
+        (!text.is_empty()).then_some(text)
+    }
+}
+
+/// `texts` joined by newlines, in one allocation.
+pub(crate) fn join_lines<'t>(texts: impl Iterator<Item = &'t str> + Clone) -> String {
+    let len = texts.clone().map(|t| t.len() + 1).sum::<usize>();
+    let mut out = String::with_capacity(len.saturating_sub(1));
+    for (n, text) in texts.enumerate() {
+        if n > 0 {
+            out.push('\n');
+        }
+        out.push_str(text);
+    }
+    out
+}
+
 /// Where the first `"` or `\\` in `s` is. Text in a coding client's request has an escape
 /// every dozen bytes or so (code, newlines), too close for `memchr`'s set-up to pay off, so
 /// the first 32 bytes are searched eight at a time in a `u64` (the lowest match of the
@@ -522,6 +591,39 @@ mod tests {
         assert!(Body::read(json, "o").unwrap().items().is_none());
         let bad = Body::read(b"{\"a\": [1,}", "a").err().map(|e| e.message);
         assert!(bad.is_some_and(|m| m.starts_with("request body is not valid JSON: ")));
+    }
+
+    #[test]
+    fn content_reads_a_string_or_the_text_parts() {
+        let text = |raw: &[u8], kind: &str| Content::read(raw).and_then(|c| c.text(kind));
+        assert_eq!(text(br#" "a\nb" "#, "text").as_deref(), Some("a\nb"));
+        assert_eq!(text(br#""""#, "text"), None);
+        let parts = br#"[{"type":"text","text":"one"},{"type":"image","source":{}},
+            {"type":"text","text":"t\u00e9\"two\""},{"type":"text","text":""},
+            {"type":"text","text":null},{"type":"text"},7,
+            {"type":"input_text","text":"other"},{"text":"x","type":"text","cache":1}]"#;
+        assert_eq!(
+            text(parts, "text").as_deref(),
+            Some("one\nt\u{e9}\"two\"\nx")
+        );
+        assert_eq!(text(parts, "input_text").as_deref(), Some("other"));
+        assert_eq!(text(parts, "none"), None);
+        // Unescaped text is borrowed from the body, escaped text decoded.
+        let Some(Content::Parts(read)) = Content::read(parts) else {
+            panic!("parts expected");
+        };
+        assert!(matches!(read[0].text, std::borrow::Cow::Borrowed("one")));
+        assert!(matches!(read[1].text, std::borrow::Cow::Owned(_)));
+        for other in [&b"null"[..], b"3", b"{\"text\":\"a\"}", b"[1,", b"[] x", b"\"open"] {
+            assert!(Content::read(other).is_none(), "{:?}", String::from_utf8_lossy(other));
+        }
+    }
+
+    #[test]
+    fn join_lines_is_join() {
+        let texts = ["a", "", "bc"];
+        assert_eq!(join_lines(texts.iter().copied()), texts.join("\n"));
+        assert_eq!(join_lines(std::iter::empty()), "");
     }
 
     #[test]
