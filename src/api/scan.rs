@@ -614,8 +614,19 @@ mod tests {
         };
         assert!(matches!(read[0].text, std::borrow::Cow::Borrowed("one")));
         assert!(matches!(read[1].text, std::borrow::Cow::Owned(_)));
-        for other in [&b"null"[..], b"3", b"{\"text\":\"a\"}", b"[1,", b"[] x", b"\"open"] {
-            assert!(Content::read(other).is_none(), "{:?}", String::from_utf8_lossy(other));
+        for other in [
+            &b"null"[..],
+            b"3",
+            b"{\"text\":\"a\"}",
+            b"[1,",
+            b"[] x",
+            b"\"open",
+        ] {
+            assert!(
+                Content::read(other).is_none(),
+                "{:?}",
+                String::from_utf8_lossy(other)
+            );
         }
     }
 
