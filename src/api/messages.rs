@@ -11,7 +11,6 @@ use serde::de::IgnoredAny;
 use serde_json::{Map, Value};
 
 use super::scan::{Content, join_lines};
-
 use super::{
     BadRequest, EventAction, Observation, Observer, RequestInfo, Thought, ToolCall, Usage,
     parse_arguments,
