@@ -229,10 +229,9 @@ async fn a_replayed_start_never_clears_a_stored_end(db: TestDb) {
     assert_eq!(stored_end(conn, id).await.as_deref(), Some("completed"));
 }
 
-async fn a_record_that_cannot_fit_is_rejected(db: TestDb) {
-    let recorder = db.recorder().await;
-    // No interception row with this id: the foreign key refuses it, and retrying won't help.
-    let orphan = Record::TokenUsage(TokenUsageRecord {
+/// Token usage of an interception that was never stored.
+fn orphan_usage() -> Record {
+    Record::TokenUsage(TokenUsageRecord {
         id: aibridge::record::new_id(),
         interception_id: aibridge::record::new_id(),
         provider_response_id: "msg_x".into(),
@@ -242,7 +241,13 @@ async fn a_record_that_cannot_fit_is_rejected(db: TestDb) {
         cache_write_input_tokens: 0,
         extra: Default::default(),
         created_at: sample::at(0),
-    });
+    })
+}
+
+async fn a_record_that_cannot_fit_is_rejected(db: TestDb) {
+    let recorder = db.recorder().await;
+    // No interception row with this id: the foreign key refuses it, and retrying won't help.
+    let orphan = orphan_usage();
     let err = recorder
         .record_batch(std::slice::from_ref(&orphan))
         .await
@@ -481,17 +486,7 @@ async fn an_existing_sqlite_file_gets_deferred_child_keys_and_keeps_its_rows() {
     assert_eq!(names(&after), names(&before));
     assert_eq!(child_counts(conn).await, rows);
     // Still a foreign key: an orphan fails its batch, at commit now.
-    let orphan = Record::TokenUsage(TokenUsageRecord {
-        id: aibridge::record::new_id(),
-        interception_id: aibridge::record::new_id(),
-        provider_response_id: "msg_x".into(),
-        input_tokens: 1,
-        output_tokens: 1,
-        cache_read_input_tokens: 0,
-        cache_write_input_tokens: 0,
-        extra: Default::default(),
-        created_at: sample::at(0),
-    });
+    let orphan = orphan_usage();
     let err = recorder.record_batch(&[orphan]).await.unwrap_err();
     assert!(matches!(err, RecordError::Rejected(_)), "{err:?}");
 
