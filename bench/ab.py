@@ -75,10 +75,11 @@ def main():
             binary, _, mode = rest.partition(":")
             proc, url = start_bridge(binary, mode != "off", mock_url, tmp, name)
             procs.append(proc)
-            variants.append({"name": name, "proc": proc, "url": url, "runs": [], "cpu": 0, "ok": 0})
+            variants.append({"name": name, "proc": proc, "url": url, "runs": [], "cpu": 0,
+                             "sqlite": 0, "ok": 0})
         if args.direct:
             variants.append({"name": "direct", "proc": None, "url": mock_url, "runs": [],
-                             "cpu": 0, "ok": 0})
+                             "cpu": 0, "sqlite": 0, "ok": 0})
         time.sleep(1.0)
         load_before = os.getloadavg()
         for r in range(args.rounds):
@@ -86,10 +87,12 @@ def main():
             for v in order:
                 path = up_path if v["proc"] is None else br_path
                 before = bench.cpu_ticks(v["proc"].pid) if v["proc"] else 0
+                sqlite_before = bench.thread_ticks(v["proc"].pid) if v["proc"] else 0
                 res = bench.oha(args, v["url"] + path, body, conc, args.duration)
                 if v["proc"]:
                     bench.wait_drained(v["url"])
                     v["cpu"] += bench.cpu_ticks(v["proc"].pid) - before
+                    v["sqlite"] += bench.thread_ticks(v["proc"].pid) - sqlite_before
                 v["ok"] += res["ok"]
                 v["runs"].append(res)
         load_after = os.getloadavg()
@@ -101,19 +104,21 @@ def main():
           f"{args.duration:g} s per variant; load average before "
           f"{' '.join(f'{x:.2f}' for x in load_before)}, after "
           f"{' '.join(f'{x:.2f}' for x in load_after)}")
-    print("| variant | req/s | p50 ms | p99 ms | bridge CPU µs/req | req/s per round |")
-    print("|---|---:|---:|---:|---:|---|")
+    print("| variant | req/s | p50 ms | p99 ms | bridge CPU µs/req | of which SQLite thread "
+          "| req/s per round |")
+    print("|---|---:|---:|---:|---:|---:|---|")
     for v in variants:
         runs = v["runs"]
         rps = bench.mean([x["rps"] for x in runs])
         p50 = bench.mean([x["p50"] for x in runs])
         p99 = bench.mean([x["p99"] for x in runs])
         cpu = v["cpu"] / bench.TICKS * 1e6 / max(v["ok"], 1) if v["proc"] else 0
+        sqlite = v["sqlite"] / bench.TICKS * 1e6 / max(v["ok"], 1) if v["proc"] else 0
         per_round = " ".join(f"{x['rps']:.0f}" for x in runs)
         errors = sum(x["errors"] for x in runs)
         note = f" ({errors} errors)" if errors else ""
         print(f"| {v['name']}{note} | {rps:.0f} | {p50:.3f} | {p99:.3f} | "
-              f"{cpu:.0f} | {per_round} |")
+              f"{cpu:.0f} | {sqlite:.1f} | {per_round} |")
 
 
 if __name__ == "__main__":

@@ -51,6 +51,26 @@ def cpu_ticks(pid):
     return int(fields[11]) + int(fields[12])  # utime + stime
 
 
+# sqlx names the thread that owns the SQLite connection `sqlx-sqlite-worker-N` (the kernel
+# keeps the first 15 bytes).
+SQLITE_THREAD = "sqlx-sqlite"
+
+
+def thread_ticks(pid, prefix=SQLITE_THREAD):
+    """CPU ticks (utime + stime) of the threads of `pid` whose name starts with `prefix`."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                head, rest = f.read().rsplit(")", 1)
+        except OSError:
+            continue  # the thread ended in between
+        if head.split("(", 1)[1].startswith(prefix):
+            fields = rest.split()
+            total += int(fields[11]) + int(fields[12])
+    return total
+
+
 def rss_kb(pid, field="VmRSS"):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -270,7 +290,7 @@ def mean(xs):
 
 def run_scenario(args, sc, direct_url, bridge_url, bridge_pid, rounds, secs):
     log(f"scenario {sc['id']}: {sc['name']}")
-    direct, bridged, cpu_ticks_total, ok_total = [], [], 0, 0
+    direct, bridged, cpu_ticks_total, sqlite_ticks_total, ok_total = [], [], 0, 0, 0
     peak_kb, peak_inflight = 0, 0
     for r in range(rounds):
         order = ["direct", "bridge"] if r % 2 == 0 else ["bridge", "direct"]
@@ -281,11 +301,13 @@ def run_scenario(args, sc, direct_url, bridge_url, bridge_pid, rounds, secs):
                 continue
             url = bridge_url + sc["bridge_path"]
             before = cpu_ticks(bridge_pid)
+            sqlite_before = thread_ticks(bridge_pid)
             watch = bridge_url if sc.get("watch_inflight") else None
             with Sampler(bridge_pid, watch) as s:
                 res = oha(args, url, sc["file"], sc["conc"], secs, sc.get("count"))
                 wait_drained(bridge_url)
             cpu_ticks_total += cpu_ticks(bridge_pid) - before
+            sqlite_ticks_total += thread_ticks(bridge_pid) - sqlite_before
             ok_total += res["ok"]
             peak_kb = max(peak_kb, s.peak_kb)
             peak_inflight = max(peak_inflight, s.peak_inflight)
@@ -300,6 +322,7 @@ def run_scenario(args, sc, direct_url, bridge_url, bridge_pid, rounds, secs):
         "added_p50": b["p50"] - d["p50"],
         "added_p99": b["p99"] - d["p99"],
         "cpu_us": cpu_ticks_total / TICKS * 1e6 / max(ok_total, 1),
+        "sqlite_us": sqlite_ticks_total / TICKS * 1e6 / max(ok_total, 1),
         "peak_mb": peak_kb / 1024,
         "peak_inflight": peak_inflight,
         "errors": sum(x["errors"] for x in direct + bridged),
@@ -521,6 +544,10 @@ def main():
             f"{by_id['0']['ratio']:.2f}× of direct at {by_id['0']['cpu_us']:.0f} µs of bridge "
             f"CPU per request; (1) reaches {by_id['1']['ratio'] / by_id['0']['ratio']:.2f} of "
             f"that ratio.")
+    if "1" in by_id:
+        extra.append(
+            f"- Of (1)'s {by_id['1']['cpu_us']:.0f} µs of bridge CPU per request, the SQLite "
+            f"writer thread took {by_id['1']['sqlite_us']:.1f} µs.")
     if "7c" in by_id:
         extra.append(
             f"- (4) with no competing request (7c, concurrency 1): added p50 "
