@@ -331,16 +331,16 @@ impl Observer for MessagesObserver {
         // Events that say nothing the records need are not parsed: text deltas (most of a
         // stream), the start of a text block, the end of a block when no tool use or
         // thinking block is open, pings.
-        match event.event_type() {
-            Some("content_block_delta") if memchr_text_delta(&event.raw) => {
+        match event.event_name() {
+            Some(b"content_block_delta") if memchr_text_delta(&event.raw) => {
                 return EventAction::Forward;
             }
-            Some("content_block_start") if memchr_text_block(&event.raw) => {
+            Some(b"content_block_start") if memchr_text_block(&event.raw) => {
                 return EventAction::Forward;
             }
-            Some("content_block_stop") if self.open.is_empty() => return EventAction::Forward,
-            Some("ping") => return EventAction::Forward,
-            Some("message_stop") => {
+            Some(b"content_block_stop") if self.open.is_empty() => return EventAction::Forward,
+            Some(b"ping") => return EventAction::Forward,
+            Some(b"message_stop") => {
                 self.stopped = true;
                 return EventAction::Forward;
             }

@@ -264,23 +264,23 @@ impl ResponsesObserver {
 }
 
 /// Events whose data the records need; every other named event is relayed unparsed.
-fn is_observed(event_type: &str) -> bool {
+fn is_observed(event_name: &[u8]) -> bool {
     matches!(
-        event_type,
-        "response.created"
-            | "response.queued"
-            | "response.in_progress"
-            | "response.output_item.done"
-            | "response.completed"
-            | "response.incomplete"
-            | "response.failed"
-            | "error"
+        event_name,
+        b"response.created"
+            | b"response.queued"
+            | b"response.in_progress"
+            | b"response.output_item.done"
+            | b"response.completed"
+            | b"response.incomplete"
+            | b"response.failed"
+            | b"error"
     )
 }
 
 impl Observer for ResponsesObserver {
     fn on_event(&mut self, event: &SseEvent) -> EventAction {
-        if event.event_type().is_some_and(|t| !is_observed(t)) {
+        if event.event_name().is_some_and(|t| !is_observed(t)) {
             return EventAction::Forward;
         }
         if let Some(data) = event.data()
