@@ -43,24 +43,23 @@ impl MigrationTrait for Migration {
     }
 
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        if manager.get_database_backend() != DbBackend::Sqlite {
-            return Ok(());
-        }
-        for table in CHILD_TABLES {
-            rebuild(manager, table, ACTION, DEFERRED).await?;
-        }
-        Ok(())
+        rebuild_children(manager, ACTION, DEFERRED).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        if manager.get_database_backend() != DbBackend::Sqlite {
-            return Ok(());
-        }
-        for table in CHILD_TABLES {
-            rebuild(manager, table, DEFERRED, ACTION).await?;
-        }
-        Ok(())
+        rebuild_children(manager, DEFERRED, ACTION).await
     }
+}
+
+/// On SQLite, [`rebuild`]s every child table with `from` replaced by `to`; elsewhere nothing.
+async fn rebuild_children(manager: &SchemaManager<'_>, from: &str, to: &str) -> Result<(), DbErr> {
+    if manager.get_database_backend() != DbBackend::Sqlite {
+        return Ok(());
+    }
+    for table in CHILD_TABLES {
+        rebuild(manager, table, from, to).await?;
+    }
+    Ok(())
 }
 
 /// Rebuilds `table` with its stored definition's foreign key clause `from` replaced by `to`:
