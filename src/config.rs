@@ -89,6 +89,8 @@ fn invalid(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
 pub struct RawConfig {
     /// Listen address; default `127.0.0.1:8080`.
     pub listen: Option<String>,
+    /// Serving threads; default one per core.
+    pub threads: Option<usize>,
     /// Audit database URL; default `sqlite://aibridge.db?mode=rwc`.
     pub database_url: Option<String>,
     /// Log filter (`info`, `aibridge=debug`, …).
@@ -259,6 +261,8 @@ impl Default for Limits {
 pub struct Config {
     /// Listen address.
     pub listen: SocketAddr,
+    /// Serving threads, each with its own single-threaded runtime.
+    pub threads: usize,
     /// Audit database URL.
     pub database_url: String,
     /// Log filter.
@@ -288,6 +292,9 @@ pub struct Config {
     /// Pre-stop phase after SIGTERM: still accepting, `/readyz` answering 503.
     pub shutdown_delay: Duration,
 }
+
+/// Upper bound of `threads`: each is an OS thread with its own runtime and connections.
+const MAX_THREADS: usize = 1024;
 
 /// Default listen address: loopback only, so single-user mode is safe.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -324,8 +331,8 @@ impl Config {
             .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned()))
     }
 
-    /// Validates a raw config, applying env overrides (`AIBRIDGE_LISTEN`, `AIBRIDGE_LOG`,
-    /// `AIBRIDGE_DATABASE_URL`).
+    /// Validates a raw config, applying env overrides (`AIBRIDGE_LISTEN`, `AIBRIDGE_THREADS`,
+    /// `AIBRIDGE_LOG`, `AIBRIDGE_DATABASE_URL`).
     pub fn validate(raw: RawConfig, env: &dyn Env) -> Result<Config, ConfigError> {
         let listen_text = env
             .var("AIBRIDGE_LISTEN")
@@ -334,6 +341,25 @@ impl Config {
         let listen: SocketAddr = listen_text
             .parse()
             .map_err(|e| invalid("listen", format!("`{listen_text}` is not an address: {e}")))?;
+        let threads = match env.var("AIBRIDGE_THREADS") {
+            Some(text) => Some(text.trim().parse::<usize>().map_err(|_| {
+                invalid(
+                    "threads",
+                    format!("AIBRIDGE_THREADS=`{text}` is not a number"),
+                )
+            })?),
+            None => raw.threads,
+        };
+        let threads = match threads {
+            Some(n) if !(1..=MAX_THREADS).contains(&n) => {
+                return Err(invalid(
+                    "threads",
+                    format!("{n} is not between 1 and {MAX_THREADS}"),
+                ));
+            }
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+        };
         let database_url = env
             .var("AIBRIDGE_DATABASE_URL")
             .or(raw.database_url)
@@ -425,6 +451,7 @@ impl Config {
             .map_err(|e| invalid(e.path, e.message))?;
         Ok(Config {
             listen,
+            threads,
             database_url,
             log,
             log_json,
@@ -742,6 +769,26 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().starts_with("listen:"), "{err}");
+    }
+
+    #[test]
+    fn serving_threads_default_to_the_cores_and_the_environment_overrides_the_file() {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let config = Config::validate(RawConfig::default(), &env(&[])).unwrap();
+        assert_eq!(config.threads, cores);
+        let raw: RawConfig = toml::from_str("threads = 3").unwrap();
+        assert_eq!(Config::validate(raw, &env(&[])).unwrap().threads, 3);
+        let raw: RawConfig = toml::from_str("threads = 3").unwrap();
+        let config = Config::validate(raw, &env(&[("AIBRIDGE_THREADS", "1")])).unwrap();
+        assert_eq!(config.threads, 1);
+        for bad in ["0", "1025", "two"] {
+            let err = Config::validate(RawConfig::default(), &env(&[("AIBRIDGE_THREADS", bad)]))
+                .unwrap_err();
+            assert!(err.to_string().starts_with("threads:"), "{err}");
+        }
+        let raw: RawConfig = toml::from_str("threads = 0").unwrap();
+        let err = Config::validate(raw, &env(&[])).unwrap_err();
+        assert!(err.to_string().contains("not between 1 and 1024"), "{err}");
     }
 
     #[test]

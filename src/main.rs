@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 
@@ -169,6 +168,7 @@ fn check(path: Option<PathBuf>) -> anyhow::Result<()> {
             "off"
         }
     );
+    println!("serving threads: {}", config.threads);
     Ok(())
 }
 
@@ -271,21 +271,12 @@ async fn serve(path: Option<PathBuf>, no_migrate: bool) -> anyhow::Result<()> {
     }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut stop_for_server = stop_rx.clone();
-    // Streamed events are small writes: without TCP_NODELAY, Nagle holds each one back
-    // until the client's delayed ACK (~40 ms per stream on Linux).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    let server = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = stop_for_server.wait_for(|stop| *stop).await;
-            })
-            .await
-    });
+    let server = tokio::spawn(aibridge::server::serve_on_threads(
+        listener,
+        router,
+        config.threads,
+        stop_rx.clone(),
+    ));
     shutdown_signal().await;
     ready.begin_shutdown();
     if !config.shutdown_delay.is_zero() {

@@ -1,8 +1,11 @@
 //! The `serve` application: the bridge behind an auth layer, plus `/healthz`, `/readyz`
-//! and `/metrics`.
+//! and `/metrics`; and the serving threads that run it.
 
+use std::cell::Cell;
+use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -137,9 +140,241 @@ async fn authenticate(
     }
 }
 
+thread_local! {
+    /// Which serving thread this is, from 1; 0 on any other thread.
+    static SERVING_THREAD: Cell<usize> = const { Cell::new(0) };
+}
+
+/// The serving thread ([`serve_on_threads`]) the caller runs on, numbered from 1, or 0 on any
+/// other thread (a multi-threaded runtime's workers, tests). Per-thread state such as the
+/// upstream connection pool is keyed by it.
+pub fn serving_thread() -> usize {
+    SERVING_THREAD.with(Cell::get)
+}
+
+/// Serves `router` on `listener` with `threads` serving threads, each running its own
+/// single-threaded runtime, until `stop` turns true (or its sender is dropped); then stops
+/// accepting, lets every connection finish its requests (idle keep-alive connections are
+/// closed) and returns.
+///
+/// Why not one multi-threaded runtime: on a small machine most of a relayed request's CPU
+/// besides the HTTP work is moving tasks between workers and waking idle ones (futex calls,
+/// context switches, a shared run queue). Here a connection, its requests, their upstream
+/// connections and everything they spawn stay on one thread from accept to close; the one
+/// hop per connection is from the accepting task to the thread that serves it, taken in turn.
+/// A request blocks nothing of another thread's connections; recording already leaves the
+/// request path through a queue.
+///
+/// # Errors
+/// When a serving thread or its runtime cannot be started.
+pub async fn serve_on_threads(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    threads: usize,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> io::Result<()> {
+    let threads = threads.max(1);
+    let mut handoff = Vec::with_capacity(threads);
+    let mut finished = Vec::with_capacity(threads);
+    for n in 1..=threads {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let router = router.clone();
+        std::thread::Builder::new()
+            .name(format!("aibridge-serve-{n}"))
+            .spawn(move || {
+                SERVING_THREAD.with(|t| t.set(n));
+                runtime.block_on(serve_handed(rx, router));
+                // The runtime goes first: tasks still spawned (an idle-connection sweep) end.
+                drop(runtime);
+                drop(done_tx);
+            })?;
+        handoff.push(tx);
+        finished.push(done_rx);
+    }
+    let mut next = 0;
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.wait_for(|stop| *stop) => break,
+        };
+        let tcp = match accepted {
+            Ok((tcp, _)) => tcp,
+            Err(e) if is_connection_error(&e) => continue,
+            Err(e) => {
+                // Out of file descriptors and the like: retrying at once would spin.
+                tracing::error!(error = %e, "accept failed; retrying in 1 s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        // Streamed events are small writes: without TCP_NODELAY, Nagle holds each one back
+        // until the client's delayed ACK (~40 ms per stream on Linux).
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+        let tcp = match tcp.into_std() {
+            Ok(tcp) => tcp,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot hand a connection over");
+                continue;
+            }
+        };
+        if handoff[next].send(tcp).is_err() {
+            tracing::error!(thread = next + 1, "a serving thread has stopped");
+        }
+        next = (next + 1) % threads;
+    }
+    drop(listener);
+    drop(handoff);
+    for done in finished {
+        let _ = done.await;
+    }
+    Ok(())
+}
+
+/// Errors of one connection, not of the listener: the next accept is unaffected.
+fn is_connection_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
+}
+
+/// A serving thread's loop: serves the connections handed to it until the accepting side
+/// stops, then shuts them down gracefully.
+async fn serve_handed(
+    mut handed: tokio::sync::mpsc::UnboundedReceiver<std::net::TcpStream>,
+    router: Router,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let builder =
+        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    while let Some(tcp) = handed.recv().await {
+        let tcp = match tokio::net::TcpStream::from_std(tcp) {
+            Ok(tcp) => tcp,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot serve a handed-over connection");
+                continue;
+            }
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let conn = builder
+            .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(tcp), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::trace!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    graceful.shutdown().await;
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Readiness;
+    use std::time::Duration;
+
+    use axum::Router;
+    use axum::routing::get;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    use super::{Readiness, serve_on_threads, serving_thread};
+
+    /// Sends `GET path` on an open connection and reads one response; returns its body.
+    async fn ask(conn: &mut TcpStream, path: &str) -> String {
+        let head = format!("GET {path} HTTP/1.1\r\nhost: test\r\n\r\n");
+        conn.write_all(head.as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        loop {
+            let mut chunk = [0u8; 1024];
+            let n = conn.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "connection closed before the response ended");
+            buf.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&buf).into_owned();
+            let Some(end) = text.find("\r\n\r\n") else {
+                continue;
+            };
+            assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+            let length: usize = text[..end]
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .unwrap()
+                .parse()
+                .unwrap();
+            if buf.len() >= end + 4 + length {
+                return text[end + 4..end + 4 + length].to_owned();
+            }
+        }
+    }
+
+    fn thread_router() -> Router {
+        Router::new()
+            .route("/thread", get(|| async { serving_thread().to_string() }))
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    "done"
+                }),
+            )
+    }
+
+    #[tokio::test]
+    async fn connections_are_handed_out_in_turn_and_stay_on_their_thread() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let server = tokio::spawn(serve_on_threads(listener, thread_router(), 2, stop_rx));
+        let mut conns = Vec::new();
+        for _ in 0..4 {
+            let mut conn = TcpStream::connect(addr).await.unwrap();
+            // One request before the next connection opens, so the order of accepts is known.
+            let first = ask(&mut conn, "/thread").await;
+            conns.push((conn, first));
+        }
+        let threads: Vec<&str> = conns.iter().map(|(_, first)| first.as_str()).collect();
+        assert_eq!(threads, ["1", "2", "1", "2"]);
+        for _ in 0..3 {
+            for (conn, first) in &mut conns {
+                assert_eq!(&ask(conn, "/thread").await, first);
+            }
+        }
+        // Not on a serving thread: the test's own runtime.
+        assert_eq!(serving_thread(), 0);
+        stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("serving ends once stopped and idle")
+            .unwrap()
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn stopping_finishes_the_requests_under_way_and_refuses_new_connections() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let server = tokio::spawn(serve_on_threads(listener, thread_router(), 2, stop_rx));
+        let mut conn = TcpStream::connect(addr).await.unwrap();
+        let slow = tokio::spawn(async move { ask(&mut conn, "/slow").await });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stop.send(true).unwrap();
+        assert_eq!(slow.await.unwrap(), "done");
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("serving ends once the slow request is answered")
+            .unwrap()
+            .unwrap();
+        assert!(TcpStream::connect(addr).await.is_err());
+    }
 
     #[test]
     fn readiness_never_returns_after_shutdown_began() {

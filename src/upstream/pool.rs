@@ -35,20 +35,27 @@ use super::h1::{Framing, H1, H1Error};
 use super::{BoxError, Connector};
 use crate::FastHashMap;
 
-/// Where a pooled connection goes: an upstream's scheme and authority. The proxy, if any,
-/// follows from them.
+/// Where a pooled connection goes: an upstream's scheme and authority (the proxy, if any,
+/// follows from them), and the serving thread that uses it.
+///
+/// A connection's socket is registered with the runtime of the thread that made it; used
+/// from another serving thread, every read it waits for would be reported by the first
+/// thread's event loop and cross threads to wake the reader. So each serving thread
+/// ([`crate::server::serve_on_threads`]) keeps its own connections.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Key {
     scheme: Scheme,
     authority: Authority,
+    thread: usize,
 }
 
 impl Key {
-    /// The key of an absolute URI; `None` for a relative one.
+    /// The key of an absolute URI, for the current serving thread; `None` for a relative one.
     pub fn of(uri: &Uri) -> Option<Key> {
         Some(Key {
             scheme: uri.scheme()?.clone(),
             authority: uri.authority()?.clone(),
+            thread: crate::server::serving_thread(),
         })
     }
 
@@ -517,5 +524,96 @@ mod tests {
         // Nothing else uses the pool: the sweeper closes it.
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(pool.idle_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn each_serving_thread_keeps_its_own_connections() {
+        // The upstream notes, per connection it accepted, which serving threads sent on it.
+        let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let upstream_addr = upstream.local_addr().unwrap();
+        let seen: Arc<Mutex<Vec<Vec<String>>>> = Arc::default();
+        let seen_by_server = Arc::clone(&seen);
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = upstream.accept().await {
+                let seen = Arc::clone(&seen_by_server);
+                let index = {
+                    let mut seen = seen.lock().unwrap();
+                    seen.push(Vec::new());
+                    seen.len() - 1
+                };
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let thread = req.headers()["x-thread"].to_str().unwrap().to_owned();
+                        seen.lock().unwrap()[index].push(thread);
+                        async {
+                            Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from("ok"))))
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(socket), svc)
+                        .await;
+                });
+            }
+        });
+
+        let client = build_client(
+            Duration::from_secs(1),
+            tls_config().unwrap(),
+            &ProxyRules::default(),
+        );
+        let pool = Arc::new(Pool::new(
+            client.pool.connector.clone(),
+            Duration::from_secs(30),
+        ));
+        let uri: Uri = format!("http://{upstream_addr}/").parse().unwrap();
+        let relay = axum::Router::new().route(
+            "/",
+            axum::routing::get(move || {
+                let pool = Arc::clone(&pool);
+                let uri = uri.clone();
+                async move {
+                    let mut headers = http::HeaderMap::new();
+                    headers.insert(
+                        "x-thread",
+                        HeaderValue::from(crate::server::serving_thread()),
+                    );
+                    let req = request(http::Method::GET, uri, headers, Bytes::new());
+                    let resp = pool.send(req).await.unwrap();
+                    resp.into_body().collect().await.unwrap().to_bytes()
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let server = tokio::spawn(crate::server::serve_on_threads(listener, relay, 2, stop_rx));
+
+        // Two clients of one connection each: the first is served by thread 1, the second
+        // by thread 2. Taking turns, each request finds the other thread's connection idle.
+        let clients: Vec<reqwest::Client> = (0..2)
+            .map(|_| {
+                reqwest::Client::builder()
+                    .pool_max_idle_per_host(1)
+                    .http1_only()
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        for _ in 0..3 {
+            for client in &clients {
+                let body = client.get(&url).send().await.unwrap().text().await.unwrap();
+                assert_eq!(body, "ok");
+            }
+        }
+        let mut seen = seen.lock().unwrap().clone();
+        seen.sort();
+        assert_eq!(seen, [vec!["1"; 3], vec!["2"; 3]]);
+        stop.send(true).unwrap();
+        drop(clients);
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
     }
 }

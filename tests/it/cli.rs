@@ -140,6 +140,7 @@ fn config_check_names_the_bad_path() {
             ("AIBRIDGE_CONFIG", good.to_str().unwrap()),
             ("AIBRIDGE_T_KEY", "sk-proj-abcdefghijklmnop1234"),
             ("http_proxy", "http://u:pw-s3cret@corp-proxy:3128"),
+            ("AIBRIDGE_THREADS", "3"),
         ],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -157,6 +158,7 @@ fn config_check_names_the_bad_path() {
         "{stdout}"
     );
     assert_eq!(lines[4], "auth: 0 virtual key(s), trusted headers off");
+    assert_eq!(lines.last(), Some(&"serving threads: 3"));
 }
 
 /// Starts `aibridge serve` with these arguments on a free port and returns it once it listens.

@@ -145,7 +145,10 @@ impl TestBridge {
             .expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
+            // Serving threads as `aibridge serve` runs them; never stopped (the sender lives as
+            // long as the task).
+            let (_stop, stop) = tokio::sync::watch::channel(false);
+            let _ = aibridge::server::serve_on_threads(listener, router, 2, stop).await;
         });
         TestBridge {
             url,
