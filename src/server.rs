@@ -223,10 +223,20 @@ pub async fn serve_on_threads(
                 continue;
             }
         };
-        if handoff[next].send(tcp).is_err() {
-            tracing::error!(thread = next + 1, "a serving thread has stopped");
+        // A serving thread only stops early if it panicked outside a connection's task;
+        // its turn passes to the next one rather than the connection being dropped.
+        let mut tcp = tcp;
+        for _ in 0..threads {
+            let thread = next;
+            next = (next + 1) % threads;
+            match handoff[thread].send(tcp) {
+                Ok(()) => break,
+                Err(back) => {
+                    tracing::error!(thread = thread + 1, "a serving thread has stopped");
+                    tcp = back.0;
+                }
+            }
         }
-        next = (next + 1) % threads;
     }
     drop(listener);
     drop(handoff);
