@@ -337,12 +337,22 @@ mod tests {
             )
     }
 
-    #[tokio::test]
-    async fn connections_are_handed_out_in_turn_and_stay_on_their_thread() {
+    /// [`thread_router`] on two serving threads: its address, its stop switch, its task.
+    async fn serve_two() -> (
+        std::net::SocketAddr,
+        tokio::sync::watch::Sender<bool>,
+        tokio::task::JoinHandle<std::io::Result<()>>,
+    ) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let server = tokio::spawn(serve_on_threads(listener, thread_router(), 2, stop_rx));
+        (addr, stop, server)
+    }
+
+    #[tokio::test]
+    async fn connections_are_handed_out_in_turn_and_stay_on_their_thread() {
+        let (addr, stop, server) = serve_two().await;
         let mut conns = Vec::new();
         for _ in 0..4 {
             let mut conn = TcpStream::connect(addr).await.unwrap();
@@ -369,10 +379,7 @@ mod tests {
 
     #[tokio::test]
     async fn stopping_finishes_the_requests_under_way_and_refuses_new_connections() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        let server = tokio::spawn(serve_on_threads(listener, thread_router(), 2, stop_rx));
+        let (addr, stop, server) = serve_two().await;
         let mut conn = TcpStream::connect(addr).await.unwrap();
         let slow = tokio::spawn(async move { ask(&mut conn, "/slow").await });
         tokio::time::sleep(Duration::from_millis(100)).await;

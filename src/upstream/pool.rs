@@ -491,15 +491,31 @@ mod tests {
     use super::*;
     use crate::upstream::{ProxyRules, build_client, request, tls_config};
 
-    #[tokio::test]
-    async fn idle_connections_are_closed_after_the_idle_timeout() {
+    /// An HTTP/1.1 upstream that answers "ok"; `seen` gets an entry per connection it
+    /// accepted, holding the `x-thread` header of each request on it.
+    async fn upstream(seen: Arc<Mutex<Vec<Vec<String>>>>) -> std::net::SocketAddr {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
+                let seen = Arc::clone(&seen);
+                let index = {
+                    let mut seen = seen.lock().unwrap();
+                    seen.push(Vec::new());
+                    seen.len() - 1
+                };
                 tokio::spawn(async move {
-                    let svc = service_fn(|_| async {
-                        Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from("ok"))))
+                    let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let thread = req
+                            .headers()
+                            .get("x-thread")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default()
+                            .to_owned();
+                        seen.lock().unwrap()[index].push(thread);
+                        async {
+                            Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from("ok"))))
+                        }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(socket), svc)
@@ -507,15 +523,22 @@ mod tests {
                 });
             }
         });
+        addr
+    }
+
+    fn pool(idle_timeout: Duration) -> Arc<Pool> {
         let client = build_client(
             Duration::from_secs(1),
             tls_config().unwrap(),
             &ProxyRules::default(),
         );
-        let pool = Arc::new(Pool::new(
-            client.pool.connector.clone(),
-            Duration::from_millis(100),
-        ));
+        Arc::new(Pool::new(client.pool.connector.clone(), idle_timeout))
+    }
+
+    #[tokio::test]
+    async fn idle_connections_are_closed_after_the_idle_timeout() {
+        let addr = upstream(Arc::default()).await;
+        let pool = pool(Duration::from_millis(100));
         let uri: Uri = format!("http://{addr}/").parse().unwrap();
         let req = request(http::Method::GET, uri, http::HeaderMap::new(), Bytes::new());
         let resp = Arc::clone(&pool).send(req).await.unwrap();
@@ -528,43 +551,9 @@ mod tests {
 
     #[tokio::test]
     async fn each_serving_thread_keeps_its_own_connections() {
-        // The upstream notes, per connection it accepted, which serving threads sent on it.
-        let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let upstream_addr = upstream.local_addr().unwrap();
         let seen: Arc<Mutex<Vec<Vec<String>>>> = Arc::default();
-        let seen_by_server = Arc::clone(&seen);
-        tokio::spawn(async move {
-            while let Ok((socket, _)) = upstream.accept().await {
-                let seen = Arc::clone(&seen_by_server);
-                let index = {
-                    let mut seen = seen.lock().unwrap();
-                    seen.push(Vec::new());
-                    seen.len() - 1
-                };
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                        let thread = req.headers()["x-thread"].to_str().unwrap().to_owned();
-                        seen.lock().unwrap()[index].push(thread);
-                        async {
-                            Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from("ok"))))
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(socket), svc)
-                        .await;
-                });
-            }
-        });
-
-        let client = build_client(
-            Duration::from_secs(1),
-            tls_config().unwrap(),
-            &ProxyRules::default(),
-        );
-        let pool = Arc::new(Pool::new(
-            client.pool.connector.clone(),
-            Duration::from_secs(30),
-        ));
+        let upstream_addr = upstream(Arc::clone(&seen)).await;
+        let pool = pool(Duration::from_secs(30));
         let uri: Uri = format!("http://{upstream_addr}/").parse().unwrap();
         let relay = axum::Router::new().route(
             "/",
