@@ -4,7 +4,7 @@
 use std::cell::Cell;
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -163,7 +163,9 @@ pub fn serving_thread() -> usize {
 /// connections and everything they spawn stay on one thread from accept to close; the one
 /// hop per connection is from the accepting task to the thread that serves it, taken in turn.
 /// A request blocks nothing of another thread's connections; recording already leaves the
-/// request path through a queue.
+/// request path through a queue. A new connection goes to the thread with the fewest open
+/// connections (in turn when they hold as many), so threads whose clients left are refilled
+/// first.
 ///
 /// # Errors
 /// When a serving thread or its runtime cannot be started.
@@ -174,6 +176,7 @@ pub async fn serve_on_threads(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> io::Result<()> {
     let threads = threads.max(1);
+    let open: Arc<[AtomicUsize]> = (0..threads).map(|_| AtomicUsize::new(0)).collect();
     let mut handoff = Vec::with_capacity(threads);
     let mut finished = Vec::with_capacity(threads);
     for n in 1..=threads {
@@ -224,16 +227,21 @@ pub async fn serve_on_threads(
             }
         };
         // A serving thread only stops early if it panicked outside a connection's task;
-        // its turn passes to the next one rather than the connection being dropped.
+        // the connection goes to another one rather than being dropped.
         let mut tcp = tcp;
         for _ in 0..threads {
-            let thread = next;
-            next = (next + 1) % threads;
-            match handoff[thread].send(tcp) {
+            let thread = least_loaded(&open, next);
+            next = (thread + 1) % threads;
+            let counted = OpenConnection::count(&open, thread);
+            match handoff[thread].send((tcp, counted)) {
                 Ok(()) => break,
                 Err(back) => {
                     tracing::error!(thread = thread + 1, "a serving thread has stopped");
-                    tcp = back.0;
+                    let (returned, counted) = back.0;
+                    drop(counted);
+                    // Never chosen again.
+                    open[thread].store(usize::MAX / 2, Ordering::Relaxed);
+                    tcp = returned;
                 }
             }
         }
@@ -245,6 +253,42 @@ pub async fn serve_on_threads(
     }
     Ok(())
 }
+
+/// The serving thread for a new connection: the one with the fewest open connections, the
+/// first of them from `next` on.
+fn least_loaded(open: &[AtomicUsize], next: usize) -> usize {
+    let threads = open.len();
+    (0..threads)
+        .map(|i| (next + i) % threads)
+        .min_by_key(|&thread| open[thread].load(Ordering::Relaxed))
+        .unwrap_or(0)
+}
+
+/// One open connection of a serving thread, counted until dropped (when the connection ends,
+/// or when it could not be served).
+struct OpenConnection {
+    open: Arc<[AtomicUsize]>,
+    thread: usize,
+}
+
+impl OpenConnection {
+    fn count(open: &Arc<[AtomicUsize]>, thread: usize) -> OpenConnection {
+        open[thread].fetch_add(1, Ordering::Relaxed);
+        OpenConnection {
+            open: Arc::clone(open),
+            thread,
+        }
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.open[self.thread].fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A connection handed to a serving thread, with its count.
+type Handed = (std::net::TcpStream, OpenConnection);
 
 /// Errors of one connection, not of the listener: the next accept is unaffected.
 fn is_connection_error(e: &io::Error) -> bool {
@@ -258,14 +302,11 @@ fn is_connection_error(e: &io::Error) -> bool {
 
 /// A serving thread's loop: serves the connections handed to it until the accepting side
 /// stops, then shuts them down gracefully.
-async fn serve_handed(
-    mut handed: tokio::sync::mpsc::UnboundedReceiver<std::net::TcpStream>,
-    router: Router,
-) {
+async fn serve_handed(mut handed: tokio::sync::mpsc::UnboundedReceiver<Handed>, router: Router) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let builder =
         hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-    while let Some(tcp) = handed.recv().await {
+    while let Some((tcp, counted)) = handed.recv().await {
         let tcp = match tokio::net::TcpStream::from_std(tcp) {
             Ok(tcp) => tcp,
             Err(e) => {
@@ -282,6 +323,7 @@ async fn serve_handed(
             if let Err(e) = conn.await {
                 tracing::trace!(error = %e, "connection ended with an error");
             }
+            drop(counted);
         });
     }
     graceful.shutdown().await;
@@ -296,7 +338,9 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
 
-    use super::{Readiness, serve_on_threads, serving_thread};
+    use std::sync::atomic::AtomicUsize;
+
+    use super::{Readiness, least_loaded, serve_on_threads, serving_thread};
 
     /// Sends `GET path` on an open connection and reads one response; returns its body.
     async fn ask(conn: &mut TcpStream, path: &str) -> String {
@@ -350,16 +394,35 @@ mod tests {
         (addr, stop, server)
     }
 
+    /// Opens `n` connections one after the other, each asked once which thread serves it
+    /// before the next opens (so the order of accepts is known).
+    async fn connect(addr: std::net::SocketAddr, n: usize) -> Vec<(TcpStream, String)> {
+        let mut conns = Vec::new();
+        for _ in 0..n {
+            let mut conn = TcpStream::connect(addr).await.unwrap();
+            let thread = ask(&mut conn, "/thread").await;
+            conns.push((conn, thread));
+        }
+        conns
+    }
+
+    /// Stops serving and waits for `serve_on_threads` to return.
+    async fn stop_and_wait(
+        stop: tokio::sync::watch::Sender<bool>,
+        server: tokio::task::JoinHandle<std::io::Result<()>>,
+    ) {
+        stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("serving ends once stopped and idle")
+            .unwrap()
+            .unwrap();
+    }
+
     #[tokio::test]
     async fn connections_are_handed_out_in_turn_and_stay_on_their_thread() {
         let (addr, stop, server) = serve_two().await;
-        let mut conns = Vec::new();
-        for _ in 0..4 {
-            let mut conn = TcpStream::connect(addr).await.unwrap();
-            // One request before the next connection opens, so the order of accepts is known.
-            let first = ask(&mut conn, "/thread").await;
-            conns.push((conn, first));
-        }
+        let mut conns = connect(addr, 4).await;
         let threads: Vec<&str> = conns.iter().map(|(_, first)| first.as_str()).collect();
         assert_eq!(threads, ["1", "2", "1", "2"]);
         for _ in 0..3 {
@@ -369,12 +432,35 @@ mod tests {
         }
         // Not on a serving thread: the test's own runtime.
         assert_eq!(serving_thread(), 0);
-        stop.send(true).unwrap();
-        tokio::time::timeout(Duration::from_secs(5), server)
-            .await
-            .expect("serving ends once stopped and idle")
-            .unwrap()
-            .unwrap();
+        stop_and_wait(stop, server).await;
+    }
+
+    #[test]
+    fn the_thread_with_fewest_connections_is_chosen_and_ties_go_in_turn() {
+        let open = |counts: &[usize]| -> Vec<AtomicUsize> {
+            counts.iter().map(|&n| AtomicUsize::new(n)).collect()
+        };
+        assert_eq!(least_loaded(&open(&[0, 0, 0]), 0), 0);
+        assert_eq!(least_loaded(&open(&[0, 0, 0]), 2), 2);
+        assert_eq!(least_loaded(&open(&[1, 1, 0]), 0), 2);
+        assert_eq!(least_loaded(&open(&[3, 1, 1]), 0), 1);
+        assert_eq!(least_loaded(&open(&[3, 1, 1]), 2), 2);
+        assert_eq!(least_loaded(&open(&[5]), 0), 0);
+    }
+
+    #[tokio::test]
+    async fn a_thread_whose_connections_closed_is_refilled_first() {
+        let (addr, stop, server) = serve_two().await;
+        let mut conns = connect(addr, 4).await;
+        // Both of thread 1's connections close; thread 2 keeps its two.
+        conns.retain(|(_, thread)| thread != "1");
+        assert_eq!(conns.len(), 2);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let more = connect(addr, 2).await;
+        let threads: Vec<&str> = more.iter().map(|(_, thread)| thread.as_str()).collect();
+        assert_eq!(threads, ["1", "1"]);
+        drop((conns, more));
+        stop_and_wait(stop, server).await;
     }
 
     #[tokio::test]
