@@ -99,7 +99,7 @@ fn main() -> anyhow::Result<()> {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     // `serve` runs its requests on its own serving threads; this runtime only accepts, runs
     // the MCP sessions and the recording pipeline. One worker does that, with no idle
-    // worker to wake (A/B, blocking and streaming: 4-11% more requests per second than with
+    // worker to wake (A/B, blocking and streaming: 3-11% more requests per second than with
     // one per core). TOKIO_WORKER_THREADS still decides when set.
     if matches!(cli.command, Command::Serve { .. })
         && std::env::var_os("TOKIO_WORKER_THREADS").is_none()
@@ -285,7 +285,7 @@ async fn serve(path: Option<PathBuf>, no_migrate: bool) -> anyhow::Result<()> {
         listener,
         router,
         config.threads,
-        stop_rx.clone(),
+        stop_rx,
     ));
     shutdown_signal().await;
     ready.begin_shutdown();

@@ -161,11 +161,10 @@ pub fn serving_thread() -> usize {
 /// besides the HTTP work is moving tasks between workers and waking idle ones (futex calls,
 /// context switches, a shared run queue). Here a connection, its requests, their upstream
 /// connections and everything they spawn stay on one thread from accept to close; the one
-/// hop per connection is from the accepting task to the thread that serves it, taken in turn.
-/// A request blocks nothing of another thread's connections; recording already leaves the
-/// request path through a queue. A new connection goes to the thread with the fewest open
-/// connections (in turn when they hold as many), so threads whose clients left are refilled
-/// first.
+/// hop per connection is from the accepting task to the thread that serves it. A request
+/// blocks nothing of another thread's connections; recording already leaves the request path
+/// through a queue. A new connection goes to the thread with the fewest open connections (in
+/// turn when they hold as many), so threads whose clients left are refilled first.
 ///
 /// # Errors
 /// When a serving thread or its runtime cannot be started.
@@ -219,7 +218,7 @@ pub async fn serve_on_threads(
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
-        let tcp = match tcp.into_std() {
+        let mut tcp = match tcp.into_std() {
             Ok(tcp) => tcp,
             Err(e) => {
                 tracing::debug!(error = %e, "cannot hand a connection over");
@@ -228,7 +227,6 @@ pub async fn serve_on_threads(
         };
         // A serving thread only stops early if it panicked outside a connection's task;
         // the connection goes to another one rather than being dropped.
-        let mut tcp = tcp;
         for _ in 0..threads {
             let thread = least_loaded(&open, next);
             next = (thread + 1) % threads;
@@ -331,14 +329,13 @@ async fn serve_handed(mut handed: tokio::sync::mpsc::UnboundedReceiver<Handed>, 
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::AtomicUsize;
     use std::time::Duration;
 
     use axum::Router;
     use axum::routing::get;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
-
-    use std::sync::atomic::AtomicUsize;
 
     use super::{Readiness, least_loaded, serve_on_threads, serving_thread};
 
