@@ -577,8 +577,12 @@ fn reject(state: &BridgeState, provider: &str, reason: &str) {
 
 /// Adds the interception id header.
 pub fn tag(resp: &mut Response<Body>, id: Uuid) {
-    if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
-        resp.headers_mut().insert(INTERCEPTION_ID_HEADER, v);
+    // On every response: the id is written into a stack buffer (not through `Display` into a
+    // `String`), and the name is a ready `HeaderName` (not parsed from the `&str` each time).
+    const NAME: http::HeaderName = http::HeaderName::from_static(INTERCEPTION_ID_HEADER);
+    let mut text = Uuid::encode_buffer();
+    if let Ok(v) = HeaderValue::from_str(id.hyphenated().encode_lower(&mut text)) {
+        resp.headers_mut().insert(NAME, v);
     }
 }
 
