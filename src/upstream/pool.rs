@@ -352,15 +352,21 @@ impl Pool {
 fn for_http1(req: &mut Request<Full<Bytes>>, proxied: bool) {
     let uri = req.uri().clone();
     if !req.headers().contains_key(HOST)
-        && let Some(host) = uri.host()
+        && let Some(authority) = uri.authority()
     {
         let default_port = match uri.scheme_str() {
             Some("https") => 443,
             _ => 80,
         };
-        let value = match uri.port_u16() {
-            Some(port) if port != default_port => HeaderValue::try_from(format!("{host}:{port}")),
-            _ => HeaderValue::try_from(host),
+        // The authority is `host:port` already, less any userinfo, which a Host header
+        // never carries; taken as it is, not formatted again on every request.
+        let text = authority.as_str();
+        let host_port = text
+            .rsplit_once('@')
+            .map_or(text, |(_, host_port)| host_port);
+        let value = match authority.port_u16() {
+            Some(port) if port != default_port => HeaderValue::from_str(host_port),
+            _ => HeaderValue::from_str(authority.host()),
         };
         if let Ok(value) = value {
             req.headers_mut().insert(HOST, value);
@@ -533,6 +539,57 @@ mod tests {
             &ProxyRules::default(),
         );
         Arc::new(Pool::new(client.pool.connector.clone(), idle_timeout))
+    }
+
+    #[test]
+    fn http1_requests_get_the_host_of_their_uri_and_an_origin_form_target() {
+        let host_of = |uri: &str, proxied: bool| {
+            let mut req = request(
+                http::Method::GET,
+                uri.parse().unwrap(),
+                http::HeaderMap::new(),
+                Bytes::new(),
+            );
+            for_http1(&mut req, proxied);
+            (
+                req.headers()[HOST].to_str().unwrap().to_owned(),
+                req.uri().to_string(),
+            )
+        };
+        let cases = [
+            ("http://127.0.0.1:9100/v1/messages", "127.0.0.1:9100"),
+            ("https://api.anthropic.com/v1/messages", "api.anthropic.com"),
+            (
+                "https://api.anthropic.com:443/v1/messages",
+                "api.anthropic.com",
+            ),
+            ("http://example.com:80/v1/messages", "example.com"),
+            ("https://example.com:80/v1/messages", "example.com:80"),
+            ("http://user:pw@upstream:8080/v1/messages", "upstream:8080"),
+            ("http://[::1]:8080/v1/messages", "[::1]:8080"),
+        ];
+        for (uri, host) in cases {
+            assert_eq!(
+                host_of(uri, false),
+                (host.to_owned(), "/v1/messages".to_owned()),
+                "{uri}"
+            );
+        }
+        // Through a proxy the target stays absolute.
+        let (host, target) = host_of("http://upstream:8080/v1/models?x=1", true);
+        assert_eq!(host, "upstream:8080");
+        assert_eq!(target, "http://upstream:8080/v1/models?x=1");
+        // A Host the request already has is kept.
+        let mut headers = http::HeaderMap::new();
+        headers.insert(HOST, HeaderValue::from_static("chosen.example"));
+        let mut req = request(
+            http::Method::GET,
+            "http://upstream:8080/".parse().unwrap(),
+            headers,
+            Bytes::new(),
+        );
+        for_http1(&mut req, false);
+        assert_eq!(req.headers()[HOST], "chosen.example");
     }
 
     #[tokio::test]
