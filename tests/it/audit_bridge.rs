@@ -64,12 +64,7 @@ async fn bridge(db: &TestDb, recorder: SqlRecorder) -> (String, MockUpstream, Pi
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        // Serving threads as `aibridge serve` runs them; never stopped (the sender lives as
-        // long as the task).
-        let (_stop, stop) = tokio::sync::watch::channel(false);
-        let _ = aibridge::server::serve_on_threads(listener, router, 2, stop).await;
-    });
+    crate::support::serve(listener, router);
     (url, mock, pipeline)
 }
 

@@ -144,12 +144,7 @@ impl TestBridge {
             .await
             .expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let server = tokio::spawn(async move {
-            // Serving threads as `aibridge serve` runs them; never stopped (the sender lives as
-            // long as the task).
-            let (_stop, stop) = tokio::sync::watch::channel(false);
-            let _ = aibridge::server::serve_on_threads(listener, router, 2, stop).await;
-        });
+        let server = serve(listener, router);
         TestBridge {
             url,
             mock,
@@ -212,6 +207,18 @@ impl TestBridge {
             .await
             .expect("metrics text")
     }
+}
+
+/// Serves `router` on two serving threads, as `aibridge serve` runs it, until the test's
+/// runtime ends (the stop switch lives as long as the task).
+pub fn serve(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let (_stop, stop) = tokio::sync::watch::channel(false);
+        let _ = aibridge::server::serve_on_threads(listener, router, 2, stop).await;
+    })
 }
 
 /// Asserts that requests refused by the bridge left nothing but rejected interceptions.
