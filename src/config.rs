@@ -195,7 +195,7 @@ pub struct RawRecording {
     pub queue_capacity: Option<usize>,
     /// The most records written in one transaction.
     pub max_batch: Option<usize>,
-    /// How long the writer waits for more records after the first of a batch (`"20ms"`).
+    /// How long the writer waits for more records after the first of a batch (`"250ms"`).
     pub batch_linger: Option<String>,
 }
 
@@ -706,10 +706,10 @@ mod tests {
 
     #[test]
     fn recording_batches_can_be_tuned_within_bounds() {
-        let raw = parse_toml("[recording]\nmax_batch = 100\nbatch_linger = \"250ms\"\n").unwrap();
+        let raw = parse_toml("[recording]\nmax_batch = 100\nbatch_linger = \"50ms\"\n").unwrap();
         let cfg = Config::validate(raw, &env(&[])).unwrap();
         assert_eq!(cfg.record_max_batch, 100);
-        assert_eq!(cfg.record_batch_linger, Duration::from_millis(250));
+        assert_eq!(cfg.record_batch_linger, Duration::from_millis(50));
 
         let defaults = Config::validate(RawConfig::default(), &env(&[])).unwrap();
         let pipeline = crate::record::pipeline::PipelineConfig::default();

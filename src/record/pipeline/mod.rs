@@ -59,8 +59,13 @@ impl Default for PipelineConfig {
     fn default() -> Self {
         Self {
             queue_capacity: 65_536,
-            max_batch: 2048,
-            batch_linger: Duration::from_millis(20),
+            // Each transaction rewrites the last, partly filled page of every B-tree it
+            // touches (14 per blocking request with SQLite), whatever the rows: at a few
+            // thousand requests per second a 20 ms batch wrote about four times the rows'
+            // bytes. A quarter of a second halves the SQLite thread's time per request there
+            // (docs/performance.md, round 11); records are visible that much later.
+            max_batch: 8192,
+            batch_linger: Duration::from_millis(250),
             drain_timeout: Duration::from_secs(10),
             spool_path: None,
             retry_for: Duration::from_secs(5),

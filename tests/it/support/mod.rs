@@ -117,8 +117,14 @@ impl TestBridge {
             },
         ];
         let recorder = MemoryRecorder::new();
-        let (queue, pipeline) =
-            Pipeline::start(Arc::new(recorder.clone()), PipelineConfig::default());
+        // The tests wait for each interception's records: a short linger keeps them quick.
+        let (queue, pipeline) = Pipeline::start(
+            Arc::new(recorder.clone()),
+            PipelineConfig {
+                batch_linger: Duration::from_millis(5),
+                ..PipelineConfig::default()
+            },
+        );
         let mut registry = new_registry();
         let metrics = Metrics::register(&mut registry);
         let bridge = RequestBridge::new(BridgeOptions {
