@@ -61,7 +61,9 @@ impl Batcher {
 
     /// Normal operation, until shutdown is requested.
     async fn serve(&mut self) {
-        let mut batch = Vec::with_capacity(self.max_batch);
+        // Grows to what the load needs and is reused: a full batch's room up front (a few
+        // MB with the default `max_batch`) would sit in an idle bridge's memory.
+        let mut batch = Vec::new();
         while !self.stop.is_cancelled() {
             // The queue always holds records older than the spool's, so it goes first.
             if !self.rx.is_empty() {
@@ -112,7 +114,7 @@ impl Batcher {
             let _intake = self.shared.intake();
             self.rx.close();
         }
-        let mut batch = Vec::with_capacity(self.max_batch);
+        let mut batch = Vec::new();
         while self.rx.recv_many(&mut batch, self.max_batch).await > 0 {
             self.write_queued(&mut batch, Some(deadline)).await;
         }
