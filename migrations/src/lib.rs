@@ -12,6 +12,7 @@ mod m20261122_000003_create_user_prompts;
 mod m20261122_000004_create_tool_usages;
 mod m20261122_000005_create_model_thoughts;
 mod m20261201_000006_defer_child_foreign_keys_sqlite;
+mod m20261202_000007_drop_unused_provider_index;
 
 /// The ordered list of migrations.
 pub struct Migrator;
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000004_create_tool_usages::Migration),
             Box::new(m20261122_000005_create_model_thoughts::Migration),
             Box::new(m20261201_000006_defer_child_foreign_keys_sqlite::Migration),
+            Box::new(m20261202_000007_drop_unused_provider_index::Migration),
         ]
     }
 }

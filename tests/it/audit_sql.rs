@@ -18,6 +18,7 @@ on_both_backends!(
     a_replayed_start_never_clears_a_stored_end,
     a_record_that_cannot_fit_is_rejected,
     migrations_go_down_and_up_again,
+    the_unused_provider_index_is_dropped,
     nul_characters_do_not_lose_the_record,
     a_replay_over_many_large_stored_rows_is_written,
 );
@@ -289,6 +290,54 @@ async fn migrations_go_down_and_up_again(db: TestDb) {
     assert_eq!(interception::Entity::find().count(conn).await.unwrap(), 1);
 }
 
+/// The names of the interceptions table's indexes, from the backend's own catalog.
+async fn interception_indexes(conn: &sea_orm::DatabaseConnection) -> Vec<String> {
+    let sql = match conn.get_database_backend() {
+        sea_orm::DbBackend::Sqlite => {
+            "SELECT name FROM sqlite_master WHERE type = 'index' \
+             AND tbl_name = 'aibridge_interceptions' AND sql IS NOT NULL ORDER BY name"
+        }
+        _ => {
+            "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() \
+             AND tablename = 'aibridge_interceptions' AND indexname LIKE 'idx_%' \
+             ORDER BY indexname"
+        }
+    };
+    conn.query_all_raw(sea_orm::Statement::from_string(
+        conn.get_database_backend(),
+        sql,
+    ))
+    .await
+    .unwrap()
+    .iter()
+    .map(|row| row.try_get_by_index::<String>(0).unwrap())
+    .collect()
+}
+
+async fn the_unused_provider_index_is_dropped(db: TestDb) {
+    const PROVIDER: &str = "idx_aibridge_interceptions_provider_started";
+    let recorder = db.recorder().await;
+    let conn = recorder.connection();
+    let kept = [
+        "idx_aibridge_interceptions_initiator_started",
+        "idx_aibridge_interceptions_model_started",
+        "idx_aibridge_interceptions_started_at",
+    ];
+    assert_eq!(interception_indexes(conn).await, kept);
+    // A database made before the drop: the index comes back down one step and goes again.
+    Migrator::down(conn, Some(1)).await.unwrap();
+    let mut before = kept.to_vec();
+    before.insert(2, PROVIDER);
+    assert_eq!(interception_indexes(conn).await, before);
+    recorder
+        .record_batch(&sample::interception("frank", "gpt-5", 0))
+        .await
+        .unwrap();
+    recorder.migrate().await.unwrap();
+    assert_eq!(interception_indexes(conn).await, kept);
+    assert_eq!(interception::Entity::find().count(conn).await.unwrap(), 1);
+}
+
 async fn nul_characters_do_not_lose_the_record(db: TestDb) {
     let recorder = db.recorder().await;
     let mut records = sample::interception("eve", "m\0odel", 0);
@@ -466,7 +515,7 @@ async fn an_existing_sqlite_file_gets_deferred_child_keys_and_keeps_its_rows() {
     };
     assert!(deferred(&before).is_empty());
 
-    recorder.migrate().await.unwrap();
+    Migrator::up(conn, Some(1)).await.unwrap();
     let after = sqlite_schema(conn).await;
     assert_eq!(
         deferred(&after),
