@@ -294,7 +294,7 @@ impl Observer for ChatObserver {
     }
 
     fn on_body(&mut self, body: &[u8]) {
-        let Ok(completion) = serde_json::from_slice::<CompletionView>(body) else {
+        let Some(completion) = super::read_body::<CompletionView>(body) else {
             return;
         };
         self.obs.response_id = completion.id;

@@ -355,7 +355,7 @@ impl Observer for MessagesObserver {
     }
 
     fn on_body(&mut self, body: &[u8]) {
-        let Ok(msg) = serde_json::from_slice::<MessageView>(body) else {
+        let Some(msg) = super::read_body::<MessageView>(body) else {
             return;
         };
         self.obs.response_id = msg.id;

@@ -292,7 +292,7 @@ impl Observer for ResponsesObserver {
     }
 
     fn on_body(&mut self, body: &[u8]) {
-        if let Ok(response) = serde_json::from_slice::<ResponseView>(body) {
+        if let Some(response) = super::read_body::<ResponseView>(body) {
             self.on_response(response);
         }
     }
