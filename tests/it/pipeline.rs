@@ -203,6 +203,39 @@ async fn records_arriving_together_share_one_batch() {
 }
 
 #[tokio::test]
+async fn a_full_batch_ends_the_linger() {
+    let linger = Duration::from_secs(5);
+    let sink = Flaky::new(false, true);
+    let mut config = quick_config(None);
+    config.batch_linger = linger;
+    let max_batch = config.max_batch;
+    let (queue, pipeline) = Pipeline::start(sink.clone(), config);
+    let records: Vec<Record> = (0..3)
+        .flat_map(|i| sample::interception("busy", "m", i))
+        .collect();
+    assert!(records.len() > max_batch);
+    // One thread: the batcher takes the first record alone and starts to linger…
+    tokio::task::yield_now().await;
+    queue.submit(records[0].clone());
+    tokio::task::yield_now().await;
+    // …and a full batch arrives while it waits.
+    for r in &records[1..] {
+        queue.submit(r.clone());
+    }
+    let started = tokio::time::Instant::now();
+    while sink.inner.records().len() < max_batch {
+        assert!(
+            started.elapsed() < linger - Duration::from_secs(1),
+            "the batcher waited out its linger with a full batch queued"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let report = pipeline.shutdown().await;
+    assert_eq!(report, ShutdownReport { left: 0, lost: 0 });
+    assert_eq!(sink.inner.records(), records);
+}
+
+#[tokio::test]
 async fn the_spool_file_outlives_the_process() {
     let dir = tempfile::tempdir().unwrap();
     let spool = dir.path().join("spool.jsonl");

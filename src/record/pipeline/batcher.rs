@@ -10,6 +10,9 @@ use tokio_util::sync::CancellationToken;
 use super::{PipelineConfig, RecordResult, Shared, ShutdownReport};
 use crate::record::{Record, RecordError, Recorder};
 
+/// How many times a linger looks at the queue for a full batch.
+const LINGER_LOOKS: u32 = 10;
+
 /// Where a batch came from, which decides how long it is retried and how it is counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Source {
@@ -91,12 +94,26 @@ impl Batcher {
 
     /// Unless a full batch is waiting, waits a moment and takes what arrived meanwhile: each
     /// sink call has a fixed cost (a transaction, a few thread hand-offs) that a bigger
-    /// batch shares, and submits do not wake the batcher while it waits.
+    /// batch shares, and submits do not wake the batcher while it waits. The queue is
+    /// looked at a few times during the wait, which ends once a full batch is waiting: at
+    /// a high rate the records held in memory stay near `max_batch` rather than a whole
+    /// linger's worth.
     async fn linger(&mut self, batch: &mut Vec<Record>) {
         if batch.len() >= self.max_batch || self.linger.is_zero() {
             return;
         }
-        self.pause(self.linger, None).await;
+        let until = Instant::now() + self.linger;
+        let step = (self.linger / LINGER_LOOKS).max(Duration::from_millis(1));
+        loop {
+            let now = Instant::now();
+            if now >= until || self.stop.is_cancelled() {
+                break;
+            }
+            self.pause(step.min(until - now), None).await;
+            if batch.len() + self.rx.len() >= self.max_batch {
+                break;
+            }
+        }
         while batch.len() < self.max_batch {
             match self.rx.try_recv() {
                 Ok(record) => batch.push(record),
