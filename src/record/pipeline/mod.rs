@@ -37,8 +37,9 @@ pub struct PipelineConfig {
     /// The most records written in one batch (one transaction for the SQL sink).
     pub max_batch: usize,
     /// How long the batcher waits for more records after the first of a batch arrives at an
-    /// idle queue. One transaction for many records costs far less than one each; records
-    /// reach the sink this much later, responses are not delayed. Zero writes at once.
+    /// idle queue (less once `max_batch` records are waiting). One transaction for many
+    /// records costs far less than one each; records reach the sink up to this much later,
+    /// responses are not delayed. Zero writes at once.
     pub batch_linger: Duration,
     /// How long shutdown may take to drain the queue and the spool.
     pub drain_timeout: Duration,
