@@ -203,7 +203,8 @@ pub(crate) fn require_object(body: &[u8]) -> Result<(), BadRequest> {
 ///
 /// The body is checked as UTF-8 once and parsed as text: from bytes, serde_json checks every
 /// string it reads on its own, and a response's keys and short values are dozens of strings
-/// (about 3,500 instructions of a blocking request, callgrind).
+/// (a Chat Completions answer: 31; about 2,800 instructions fewer per blocking request,
+/// callgrind).
 pub(crate) fn read_body<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> Option<T> {
     let text = std::str::from_utf8(body).ok()?;
     serde_json::from_str(text).ok()

@@ -31,9 +31,7 @@ async fn bridge(db: &TestDb, recorder: SqlRecorder) -> (String, MockUpstream, Pi
         Arc::new(recorder),
         PipelineConfig {
             spool_path: Some(db.path("aibridge.spool")),
-            // The tests wait for the rows: a short linger keeps them quick.
-            batch_linger: Duration::from_millis(5),
-            ..PipelineConfig::default()
+            ..crate::support::pipeline_config()
         },
     );
     let mut registry = new_registry();

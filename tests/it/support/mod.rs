@@ -117,14 +117,7 @@ impl TestBridge {
             },
         ];
         let recorder = MemoryRecorder::new();
-        // The tests wait for each interception's records: a short linger keeps them quick.
-        let (queue, pipeline) = Pipeline::start(
-            Arc::new(recorder.clone()),
-            PipelineConfig {
-                batch_linger: Duration::from_millis(5),
-                ..PipelineConfig::default()
-            },
-        );
+        let (queue, pipeline) = Pipeline::start(Arc::new(recorder.clone()), pipeline_config());
         let mut registry = new_registry();
         let metrics = Metrics::register(&mut registry);
         let bridge = RequestBridge::new(BridgeOptions {
@@ -212,6 +205,15 @@ impl TestBridge {
             .text()
             .await
             .expect("metrics text")
+    }
+}
+
+/// The pipeline settings of the tests' bridges: the defaults but a short linger, since the
+/// tests wait for each interception's records.
+pub fn pipeline_config() -> PipelineConfig {
+    PipelineConfig {
+        batch_linger: Duration::from_millis(5),
+        ..PipelineConfig::default()
     }
 }
 
