@@ -462,11 +462,17 @@ def main():
         msgs = ("/v1/messages", "/anthropic/v1/messages")
         resp = ("/v1/responses", "/openai/v1/responses")
         models = ("/v1/models", "/anthropic/v1/models")
+        count = ("/v1/messages/count_tokens", "/anthropic/v1/messages/count_tokens")
         scenarios = [
             # The floor of any HTTP relay on this machine: passed through, no body read,
             # nothing recorded. (1) is read against it.
             ("0", "Passthrough GET /v1/models (floor: nothing read or recorded)", models, None,
              16),
+            # The floor of (4): the same big body relayed by a passthrough route (count_tokens),
+            # neither scanned nor recorded. What merely carrying those bytes through a second
+            # process costs on two shared cores; (4) is read against it.
+            ("0b", f"Passthrough POST count_tokens, {big_kb:.0f} KB body (floor of 4)", count,
+             "big", 16),
             ("1", "Chat Completions, blocking, 1 KB request", chat, "chat", 16),
             ("2", "Messages, streaming, 20 text deltas", msgs, "messages", 16),
             ("3", "Responses, streaming", resp, "responses", 16),
@@ -553,6 +559,14 @@ def main():
         extra.append(
             f"- Of (1)'s {by_id['1']['cpu_us']:.0f} µs of bridge CPU per request, the SQLite "
             f"writer thread took {by_id['1']['sqlite_us']:.1f} µs.")
+    if "0b" in by_id and "4" in by_id:
+        extra.append(
+            f"- The floor of (4) (0b, the same {big_kb:.0f} KB body relayed unread to "
+            f"count_tokens): added p50 {by_id['0b']['added_p50']:.3f} ms at "
+            f"{by_id['0b']['cpu_us']:.0f} µs of bridge CPU per request; (4) adds "
+            f"{by_id['4']['added_p50']:.3f} ms at {by_id['4']['cpu_us']:.0f} µs, so reading, "
+            f"relaying as a stream and recording add "
+            f"{by_id['4']['added_p50'] - by_id['0b']['added_p50']:.3f} ms.")
     if "7c" in by_id:
         extra.append(
             f"- (4) with no competing request (7c, concurrency 1): added p50 "
