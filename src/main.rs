@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tokio::net::TcpListener;
 
 use aibridge::config::{Config, ProcessEnv};
 use aibridge::intercept::tool_loop::ToolSource;
@@ -243,8 +242,7 @@ async fn serve(path: Option<PathBuf>, no_migrate: bool) -> anyhow::Result<()> {
         Arc::new(registry),
         ready.clone(),
     );
-    let listener = TcpListener::bind(config.listen)
-        .await
+    let listener = aibridge::server::listen(config.listen)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     for p in &config.providers {

@@ -140,6 +140,29 @@ async fn authenticate(
     }
 }
 
+/// Connections the kernel may hold, fully opened, before the bridge accepts them. The 128 that
+/// `std` and tokio ask for overflowed when a thousand clients connected at once: a quarter of
+/// them lost their SYN and waited for its retransmit a second later (docs/performance.md,
+/// round 12). The kernel caps it at `net.core.somaxconn` (4096 by default since Linux 5.4).
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listener on `addr` whose queue holds [`LISTEN_BACKLOG`] connections, with
+/// `SO_REUSEADDR` as `TcpListener::bind` sets it (a restarted bridge can listen again while
+/// its old connections linger in `TIME_WAIT`).
+///
+/// # Errors
+/// When the socket cannot be made, bound or put to listening.
+pub fn listen(addr: std::net::SocketAddr) -> io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 thread_local! {
     /// Which serving thread this is, from 1; 0 on any other thread.
     static SERVING_THREAD: Cell<usize> = const { Cell::new(0) };
@@ -337,7 +360,33 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
 
-    use super::{Readiness, least_loaded, serve_on_threads, serving_thread};
+    use super::{Readiness, least_loaded, listen, serve_on_threads, serving_thread};
+
+    /// Nothing accepts here: the kernel completes each handshake into the listen queue, so
+    /// every connection the queue has room for connects at once, and one past it loses its
+    /// SYN and waits a second for the retransmit. With the 128 of `TcpListener::bind` the
+    /// 130th waited.
+    #[tokio::test]
+    async fn the_listen_queue_holds_a_burst_of_connections() {
+        let listener = listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        // The kernel's cap; 4096 by default, 128 before Linux 5.4 (where 128 is all it gives).
+        let cap = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()
+            .and_then(|s| s.trim().parse::<usize>().ok())
+            .unwrap_or(128);
+        let burst = cap.min(400);
+        let mut held = Vec::with_capacity(burst);
+        for n in 0..burst {
+            let conn = tokio::time::timeout(Duration::from_millis(500), TcpStream::connect(addr))
+                .await
+                .unwrap_or_else(|_| panic!("connection {} waited: the listen queue is full", n + 1))
+                .unwrap();
+            held.push(conn);
+        }
+        assert_eq!(held.len(), burst);
+        drop(listener);
+    }
 
     /// Sends `GET path` on an open connection and reads one response; returns its body.
     async fn ask(conn: &mut TcpStream, path: &str) -> String {
