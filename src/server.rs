@@ -141,9 +141,10 @@ async fn authenticate(
 }
 
 /// Connections the kernel may hold, fully opened, before the bridge accepts them. The 128 that
-/// `std` and tokio ask for overflowed when a thousand clients connected at once: a quarter of
-/// them lost their SYN and waited for its retransmit a second later (docs/performance.md,
-/// round 12). The kernel caps it at `net.core.somaxconn` (4096 by default since Linux 5.4).
+/// `std` and tokio ask for overflowed when a thousand clients connected at once: a quarter to
+/// two fifths of them lost their SYN and waited for its retransmit a second later
+/// (docs/performance.md, round 12). The kernel caps it at `net.core.somaxconn` (4096 by
+/// default since Linux 5.4).
 pub const LISTEN_BACKLOG: u32 = 4096;
 
 /// A listener on `addr` whose queue holds [`LISTEN_BACKLOG`] connections, with
