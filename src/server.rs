@@ -153,6 +153,9 @@ pub const LISTEN_BACKLOG: u32 = 4096;
 ///
 /// # Errors
 /// When the socket cannot be made, bound or put to listening.
+///
+/// # Panics
+/// Outside a tokio runtime with I/O enabled (tokio registers the listener with it).
 pub fn listen(addr: std::net::SocketAddr) -> io::Result<tokio::net::TcpListener> {
     let socket = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?
@@ -376,7 +379,8 @@ mod tests {
             .ok()
             .and_then(|s| s.trim().parse::<usize>().ok())
             .unwrap_or(128);
-        let burst = cap.min(400);
+        // Twice the old 128, and few enough file descriptors beside the other tests.
+        let burst = cap.min(256);
         let mut held = Vec::with_capacity(burst);
         for n in 0..burst {
             let conn = tokio::time::timeout(Duration::from_millis(500), TcpStream::connect(addr))
@@ -385,7 +389,6 @@ mod tests {
                 .unwrap();
             held.push(conn);
         }
-        assert_eq!(held.len(), burst);
         drop(listener);
     }
 
