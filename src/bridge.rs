@@ -82,6 +82,8 @@ pub struct BridgeState {
     /// Set just before `cancel` fires: a relay checks it on every step with one atomic
     /// load, and waits on `cancel` (which takes a lock) only when it is about to sleep.
     pub(crate) shutting_down: std::sync::atomic::AtomicBool,
+    /// Watches every open stream for a client that stopped reading.
+    pub(crate) watchdog: Arc<crate::intercept::Watchdog>,
     /// Responses ids streaming clients were shown for a tool loop's last upstream response.
     pub(crate) response_aliases: ResponseAliases,
     /// Per provider (same order as `providers`) and wire API ([`ApiKind::index`]).
@@ -168,6 +170,7 @@ impl RequestBridge {
                 http: build_client(Timeouts::default().connect, tls, &ProxyRules::default()),
                 queue: options.queue,
                 metrics: options.metrics,
+                watchdog: crate::intercept::Watchdog::new(options.limits.slow_client_after),
                 limits: options.limits,
                 tools: options.tools,
                 max_loop_iterations: options.max_loop_iterations,

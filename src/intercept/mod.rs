@@ -7,6 +7,7 @@ mod send;
 pub mod streaming;
 pub mod tool_loop;
 mod watchdog;
+pub(crate) use watchdog::Watchdog;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -197,6 +198,11 @@ impl Interception {
     /// How long a stream may wait on a client that takes nothing before it is logged.
     pub fn slow_client_after(&self) -> Duration {
         self.state.limits.slow_client_after
+    }
+
+    /// The bridge's slow-client watchdog, which every stream registers with.
+    pub(crate) fn watchdog(&self) -> &Arc<Watchdog> {
+        &self.state.watchdog
     }
 
     /// Whether the bridge has cancelled in-flight requests: one atomic load, for loops that
