@@ -374,22 +374,9 @@ mod tests {
     async fn the_listen_queue_holds_a_burst_of_connections() {
         let listener = listen("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = listener.local_addr().unwrap();
-        // The kernel's cap; 4096 by default, 128 before Linux 5.4 (where 128 is all it gives).
-        let cap = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
-            .ok()
-            .and_then(|s| s.trim().parse::<usize>().ok())
-            .unwrap_or(128);
-        // Twice the old 128, and few enough file descriptors beside the other tests.
-        let burst = cap.min(256);
-        let mut held = Vec::with_capacity(burst);
-        for n in 0..burst {
-            let conn = tokio::time::timeout(Duration::from_millis(500), TcpStream::connect(addr))
-                .await
-                .unwrap_or_else(|_| panic!("connection {} waited: the listen queue is full", n + 1))
-                .unwrap();
-            held.push(conn);
+        if let Err(e) = mock_upstream::connect_burst(addr, Duration::from_millis(500)).await {
+            panic!("{e}");
         }
-        drop(listener);
     }
 
     /// Sends `GET path` on an open connection and reads one response; returns its body.

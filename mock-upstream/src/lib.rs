@@ -59,6 +59,7 @@
 //!   at 1767225600.
 
 mod body;
+mod net;
 mod script;
 mod server;
 mod smart;
@@ -77,6 +78,7 @@ use bytes::Bytes;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+pub use net::{LISTEN_BACKLOG, connect_burst, listen};
 pub use script::{IntoBody, MockBody, MockResponse, fixture, fixtures_dir, split_sse_events};
 pub use transcript::{SseEvent, parse_sse};
 
