@@ -195,11 +195,6 @@ impl Interception {
         self.provider.resilience.timeouts.idle
     }
 
-    /// How long a stream may wait on a client that takes nothing before it is logged.
-    pub fn slow_client_after(&self) -> Duration {
-        self.state.limits.slow_client_after
-    }
-
     /// The bridge's slow-client watchdog, which every stream registers with.
     pub(crate) fn watchdog(&self) -> &Arc<Watchdog> {
         &self.state.watchdog
