@@ -266,8 +266,8 @@ def oha(args, url, body_file, conc, secs=None, count=None, qps=None, corrected=F
     if qps:
         cmd += ["-q", str(qps)]
         # At a fixed rate, latency counts from when each request was due, not from when a
-        # free connection sent it: a slow response then shows in the percentiles instead of
-        # delaying the requests behind it (coordinated omission).
+        # free connection sent it: the wait of a request held up behind a slow one shows in
+        # the percentiles too (coordinated omission).
         if corrected:
             cmd += ["--latency-correction"]
     # No body file: a plain GET (the passthrough floor, scenario 0).
