@@ -11,24 +11,30 @@ rotate the order of the variants, so load from other jobs on the machine spreads
 After each run the script waits until the bridge's record queue and spool are empty before
 it reads the CPU time, so the SQLite writer's work counts towards the run that caused it.
 Prints one line per variant: req/s, p50/p99 and bridge CPU µs per request (user+system
-from /proc/<pid>/stat), mean over rounds, plus the load average before and after.
+from /proc/<pid>/stat), mean over rounds, the median of the rounds' p99 (steadier when single
+rounds vary), plus the load average before and after. Scenarios 8 and 9 send at a fixed 3,000
+and 10,000 req/s (open loop, latency from each request's due time), as in bench.py.
 """
 
 import argparse
 import os
 import shutil
+import statistics
 import tempfile
 import time
 
 import bench
 
 SCENARIOS = {
-    # id: (upstream path, bridge path, payload, concurrency)
+    # id: (upstream path, bridge path, payload, concurrency[, fixed rate in req/s])
     "1": ("/v1/chat/completions", "/openai/v1/chat/completions", bench.chat_1kb, 16),
     "2": ("/v1/messages", "/anthropic/v1/messages", bench.messages_stream, 16),
     "4": ("/v1/messages", "/anthropic/v1/messages", bench.claude_code_100kb, 16),
     "7a": ("/v1/chat/completions", "/openai/v1/chat/completions", bench.chat_1kb, 1),
     "7b": ("/v1/messages", "/anthropic/v1/messages", bench.messages_stream, 1),
+    # Open loop at a fixed rate, latency from each request's due time (as in bench.py).
+    "8": ("/v1/chat/completions", "/openai/v1/chat/completions", bench.chat_1kb, 32, 3000),
+    "9": ("/v1/chat/completions", "/openai/v1/chat/completions", bench.chat_1kb, 32, 10000),
 }
 
 
@@ -63,7 +69,8 @@ def main():
     ap.add_argument("--direct", action="store_true", help="also run direct to the mock")
     args = ap.parse_args()
 
-    up_path, br_path, payload, conc = SCENARIOS[args.scenario]
+    up_path, br_path, payload, conc, *rate = SCENARIOS[args.scenario]
+    qps = rate[0] if rate else None
     tmp = tempfile.mkdtemp(prefix="aibridge-ab-")
     procs = []
     try:
@@ -88,7 +95,8 @@ def main():
                 path = up_path if v["proc"] is None else br_path
                 before = bench.cpu_ticks(v["proc"].pid) if v["proc"] else 0
                 sqlite_before = bench.thread_ticks(v["proc"].pid) if v["proc"] else 0
-                res = bench.oha(args, v["url"] + path, body, conc, args.duration)
+                res = bench.oha(args, v["url"] + path, body, conc, args.duration, qps=qps,
+                                corrected=qps is not None)
                 if v["proc"]:
                     bench.wait_drained(v["url"])
                     v["cpu"] += bench.cpu_ticks(v["proc"].pid) - before
@@ -100,13 +108,14 @@ def main():
         bench.stop_all(procs)
         shutil.rmtree(tmp, ignore_errors=True)
 
-    print(f"scenario {args.scenario}, concurrency {conc}, {args.rounds} rounds × "
+    rate_note = f" at a fixed {qps} req/s" if qps else ""
+    print(f"scenario {args.scenario}{rate_note}, concurrency {conc}, {args.rounds} rounds × "
           f"{args.duration:g} s per variant; load average before "
           f"{' '.join(f'{x:.2f}' for x in load_before)}, after "
           f"{' '.join(f'{x:.2f}' for x in load_after)}")
-    print("| variant | req/s | p50 ms | p99 ms | bridge CPU µs/req | of which SQLite thread "
-          "| req/s per round |")
-    print("|---|---:|---:|---:|---:|---:|---|")
+    print("| variant | req/s | p50 ms | p99 ms | p99 median of rounds | bridge CPU µs/req "
+          "| of which SQLite thread | req/s per round |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
     for v in variants:
         runs = v["runs"]
         rps = bench.mean([x["rps"] for x in runs])
@@ -117,7 +126,8 @@ def main():
         per_round = " ".join(f"{x['rps']:.0f}" for x in runs)
         errors = sum(x["errors"] for x in runs)
         note = f" ({errors} errors)" if errors else ""
-        print(f"| {v['name']}{note} | {rps:.0f} | {p50:.3f} | {p99:.3f} | "
+        p99_median = statistics.median([x["p99"] for x in runs]) if runs else 0.0
+        print(f"| {v['name']}{note} | {rps:.0f} | {p50:.3f} | {p99:.3f} | {p99_median:.3f} | "
               f"{cpu:.0f} | {sqlite:.1f} | {per_round} |")
 
 
