@@ -9,6 +9,7 @@ pub mod tool_loop;
 mod watchdog;
 pub(crate) use watchdog::Watchdog;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -109,14 +110,14 @@ impl Interception {
         state.queue.submit(Record::Interception(InterceptionRecord {
             id,
             initiator_id: start.actor.id.clone(),
-            provider: provider.kind.as_str().to_owned(),
+            provider: Cow::Borrowed(provider.kind.as_str()),
             provider_name: provider.name.clone(),
-            api: api.as_str().to_owned(),
+            api: Cow::Borrowed(api.as_str()),
             model: start.info.model.clone(),
-            client: start.client.to_owned(),
+            client: Cow::Borrowed(start.client),
             user_agent: start.user_agent,
             client_session_id: start.session_id,
-            credential_kind: start.credential.kind.to_owned(),
+            credential_kind: Cow::Borrowed(start.credential.kind),
             credential_hint: start.credential.hint,
             streaming: start.info.stream,
             started_at: Utc::now(),

@@ -12,6 +12,8 @@ pub mod pipeline;
 pub mod spool;
 pub mod sql;
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -31,22 +33,23 @@ pub struct InterceptionRecord {
     pub id: Uuid,
     /// The actor who made the request.
     pub initiator_id: String,
-    /// Provider kind: `anthropic` or `openai`.
-    pub provider: String,
+    /// Provider kind: `anthropic` or `openai`. (This and the other fixed names below are
+    /// `Cow`s so that the bridge hands over its static names without a copy per request.)
+    pub provider: Cow<'static, str>,
     /// The configured provider's name (several providers may share a kind).
     pub provider_name: String,
     /// The wire API: `messages`, `chat_completions` or `responses`.
-    pub api: String,
+    pub api: Cow<'static, str>,
     /// The model the client asked for.
     pub model: String,
     /// Detected client (`claude-code`, `codex`, `cursor`, …, `unknown`).
-    pub client: String,
+    pub client: Cow<'static, str>,
     /// The client's `User-Agent`, if any.
     pub user_agent: Option<String>,
     /// The client's session id, if one could be found.
     pub client_session_id: Option<String>,
     /// How the upstream was authenticated: `centralized` or `byok`.
-    pub credential_kind: String,
+    pub credential_kind: Cow<'static, str>,
     /// A masked hint of the credential (`sk-a…efgh`), never the secret.
     pub credential_hint: Option<String>,
     /// Whether the client asked for a stream.

@@ -57,7 +57,7 @@ async fn virtual_keys_resolve_actors_and_never_go_upstream() {
             assert_eq!((s.initiator_id.as_str(), s.streaming), ("alice", stream));
             assert_eq!(s.metadata["actor_metadata"], json!({"team": "platform"}));
             assert_eq!(
-                (s.credential_kind.as_str(), s.credential_hint.as_deref()),
+                (&*s.credential_kind, s.credential_hint.as_deref()),
                 ("centralized", Some("sk-a…efgh"))
             );
         }
@@ -184,7 +184,7 @@ async fn single_user_mode_records_local() {
     let records = bridge.records_of(interception_id(&resp)).await;
     let s = &records_of_kind!(records, Interception)[0];
     assert_eq!(
-        (s.initiator_id.as_str(), s.credential_kind.as_str()),
+        (s.initiator_id.as_str(), &*s.credential_kind),
         ("local", "none")
     );
 }
@@ -226,11 +226,7 @@ async fn trusted_header_only_mode_needs_the_header() {
         let records = bridge.records_of(interception_id(&resp)).await;
         let s = &records_of_kind!(records, Interception)[0];
         assert_eq!(
-            (
-                s.initiator_id.as_str(),
-                s.streaming,
-                s.credential_kind.as_str()
-            ),
+            (s.initiator_id.as_str(), s.streaming, &*s.credential_kind),
             ("carol", stream, "byok")
         );
         assert_eq!(serde_json::to_value(&s.metadata).unwrap(), json!({}));

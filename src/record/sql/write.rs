@@ -18,6 +18,7 @@
 //! from their parameter syntax. The schema itself stays in `migrations/` and the entities.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::sync::OnceLock;
 
@@ -336,6 +337,7 @@ macro_rules! backend_writer {
         $module:ident,
         $db:ty,
         $text:ident,
+        $name:ident,
         $id:ident,
         $time:ident,
         $object:ident,
@@ -405,14 +407,14 @@ macro_rules! backend_writer {
             ) -> Q<'q> {
                 q.bind($id(&r.id))
                     .bind($text(&r.initiator_id))
-                    .bind($text(&r.provider))
+                    .bind($name(&r.provider))
                     .bind($text(&r.provider_name))
-                    .bind($text(&r.api))
+                    .bind($name(&r.api))
                     .bind($text(&r.model))
-                    .bind($text(&r.client))
+                    .bind($name(&r.client))
                     .bind(r.user_agent.as_deref().map($text))
                     .bind(r.client_session_id.as_deref().map($text))
-                    .bind($text(&r.credential_kind))
+                    .bind($name(&r.credential_kind))
                     .bind(r.credential_hint.as_deref().map($text))
                     .bind(r.streaming)
                     .bind($time(&r.started_at))
@@ -474,6 +476,7 @@ backend_writer!(
     sqlite,
     sqlx::Sqlite,
     shared_text,
+    shared_name,
     shared_id,
     shared_time,
     shared_object,
@@ -482,6 +485,7 @@ backend_writer!(
 backend_writer!(
     postgres,
     sqlx::Postgres,
+    text,
     text,
     id_text,
     time,
@@ -508,6 +512,38 @@ fn text(s: &str) -> Cow<'_, str> {
 /// it is, where a borrowed or owned string costs a `String` and an `Arc` of it.
 fn shared_text(s: &str) -> std::sync::Arc<str> {
     std::sync::Arc::from(&*text(s))
+}
+
+/// How many fixed names a writer thread keeps (see [`shared_name`]): the bridge has about a
+/// dozen; names beyond the limit are copied like any text.
+const MAX_SHARED_NAMES: usize = 64;
+
+thread_local! {
+    static SHARED_NAMES: RefCell<Vec<(&'static str, std::sync::Arc<str>)>> =
+        const { RefCell::new(Vec::new()) };
+}
+
+/// A fixed name (provider kind, API, client, credential kind) for SQLite. The bridge hands
+/// over its static names borrowed; each is bound as one `Arc<str>` made once per writer
+/// thread, so a row costs a reference count instead of an allocation and a copy. Names
+/// read back from the spool are owned and go through [`shared_text`].
+// The `Cow` itself, not a `&str`: its variant is what tells a static name from one read back.
+#[allow(clippy::ptr_arg)]
+fn shared_name(name: &Cow<'static, str>) -> std::sync::Arc<str> {
+    let Cow::Borrowed(name) = name else {
+        return shared_text(name);
+    };
+    SHARED_NAMES.with(|names| {
+        let mut names = names.borrow_mut();
+        if let Some((_, shared)) = names.iter().find(|(known, _)| *known == *name) {
+            return shared.clone();
+        }
+        let shared = shared_text(name);
+        if names.len() < MAX_SHARED_NAMES {
+            names.push((name, shared.clone()));
+        }
+        shared
+    })
 }
 
 /// A record id as text (its hyphenated form), for PostgreSQL.
@@ -697,6 +733,32 @@ mod tests {
             .map(rows_per_insert)
             .collect();
         assert_eq!(counts, [0, 1, 2, 2, 4, 8, 128, 256, 256, 256]);
+    }
+
+    #[test]
+    fn fixed_names_are_shared_and_owned_ones_copied() {
+        let first = shared_name(&Cow::Borrowed("anthropic"));
+        let again = shared_name(&Cow::Borrowed("anthropic"));
+        assert!(std::sync::Arc::ptr_eq(&first, &again));
+        assert_eq!(&*first, "anthropic");
+        // From the spool: owned, copied each time, NUL replaced as in any text.
+        let owned = Cow::Owned("by\0ok".to_owned());
+        let a = shared_name(&owned);
+        assert_eq!(&*a, "by\u{fffd}ok");
+        assert!(!std::sync::Arc::ptr_eq(&a, &shared_name(&owned)));
+        // The cache stays bounded: names past the limit are still bound, just not kept.
+        let many: Vec<&'static str> = (0..MAX_SHARED_NAMES + 8)
+            .map(|n| &*Box::leak(format!("name-{n}").into_boxed_str()))
+            .collect();
+        for name in &many {
+            assert_eq!(&*shared_name(&Cow::Borrowed(name)), *name);
+        }
+        SHARED_NAMES.with(|names| assert_eq!(names.borrow().len(), MAX_SHARED_NAMES));
+        let last = Cow::Borrowed(many[many.len() - 1]);
+        assert!(!std::sync::Arc::ptr_eq(
+            &shared_name(&last),
+            &shared_name(&last)
+        ));
     }
 
     #[test]
