@@ -514,8 +514,8 @@ fn shared_text(s: &str) -> std::sync::Arc<str> {
     std::sync::Arc::from(&*text(s))
 }
 
-/// How many fixed names a writer thread keeps (see [`shared_name`]): the bridge has about a
-/// dozen; names beyond the limit are copied like any text.
+/// How many fixed names a binding thread keeps (see [`shared_name`]): the bridge has fewer
+/// than twenty; names beyond the limit are copied like any text.
 const MAX_SHARED_NAMES: usize = 64;
 
 thread_local! {
@@ -524,8 +524,9 @@ thread_local! {
 }
 
 /// A fixed name (provider kind, API, client, credential kind) for SQLite. The bridge hands
-/// over its static names borrowed; each is bound as one `Arc<str>` made once per writer
-/// thread, so a row costs a reference count instead of an allocation and a copy. Names
+/// over its static names borrowed; each is bound as one `Arc<str>` made once per thread
+/// that binds rows (the control runtime's), so a row costs a reference count instead of an
+/// allocation and a copy. Names
 /// read back from the spool are owned and go through [`shared_text`].
 // The `Cow` itself, not a `&str`: its variant is what tells a static name from one read back.
 #[allow(clippy::ptr_arg)]
