@@ -5,7 +5,9 @@
         --variant on=target/release/aibridge --variant off=target/release/aibridge:off \\
         [--scenario 1] [--rounds 6] [--duration 3] [--direct]
 
-Each variant is NAME=BINARY, with `:off` for recording off. Every variant gets its own
+Each variant is NAME=BINARY, with `:off` for recording off or `:log` for recording into the
+log sink (`database_url = "log"`, dropped by the `warn` filter: the record pipeline with no
+database). Every variant gets its own
 bridge (SQLite recording into its own file unless off) in front of one fast mock. Rounds
 rotate the order of the variants, so load from other jobs on the machine spreads evenly.
 After each run the script waits until the bridge's record queue and spool are empty before
@@ -33,20 +35,23 @@ SCENARIOS = {
     "7a": ("/v1/chat/completions", "/openai/v1/chat/completions", bench.chat_1kb, 1),
     "7b": ("/v1/messages", "/anthropic/v1/messages", bench.messages_stream, 1),
     # Open loop at a fixed rate, latency from each request's due time (as in bench.py).
-    "8": ("/v1/chat/completions", "/openai/v1/chat/completions", bench.chat_1kb, 32, 3000),
-    "9": ("/v1/chat/completions", "/openai/v1/chat/completions", bench.chat_1kb, 32, 10000),
+    "8": ("/v1/chat/completions", "/openai/v1/chat/completions", bench.chat_1kb, 32,
+          bench.RATE_8),
+    "9": ("/v1/chat/completions", "/openai/v1/chat/completions", bench.chat_1kb, 32,
+          bench.RATE_9),
 }
 
 
-def start_bridge(binary, recording, mock_url, tmp, name):
+def start_bridge(binary, recording, mock_url, tmp, name, log_sink=False):
     db = os.path.join(tmp, f"{name}.db")
+    database_url = "log" if log_sink else f"sqlite://{db}?mode=rwc"
     spool = os.path.join(tmp, name)
     os.makedirs(spool, exist_ok=True)
     config = os.path.join(tmp, f"{name}.toml")
     with open(config, "w") as f:
         f.write(
             f'listen = "127.0.0.1:0"\n'
-            f'database_url = "sqlite://{db}?mode=rwc"\n'
+            f'database_url = "{database_url}"\n'
             f'log = "warn"\n\n'
             # Only when off: builds from before the setting existed refuse unknown keys.
             f'[recording]\n{"" if recording else "enabled = false"}\n'
@@ -80,7 +85,8 @@ def main():
         for spec in args.variant:
             name, _, rest = spec.partition("=")
             binary, _, mode = rest.partition(":")
-            proc, url = start_bridge(binary, mode != "off", mock_url, tmp, name)
+            proc, url = start_bridge(binary, mode != "off", mock_url, tmp, name,
+                                     log_sink=mode == "log")
             procs.append(proc)
             variants.append({"name": name, "proc": proc, "url": url, "runs": [], "cpu": 0,
                              "sqlite": 0, "ok": 0})

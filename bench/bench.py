@@ -24,6 +24,9 @@ import urllib.request
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
+# The fixed rates (req/s) of scenarios 8 and 9, also used by ab.py.
+RATE_8, RATE_9 = 3000, 10000
+
 
 def log(msg):
     print(msg, file=sys.stderr, flush=True)
@@ -495,10 +498,12 @@ def main():
             # or not earlier ones are done, as a platform's traffic does, so each one may find
             # the processes idle and pay their wake-ups; the closed loops above keep them busy.
             # 8f is the floor of 8: the bodiless passthrough at the same rate.
-            ("8", "Chat Completions, blocking, fixed 3,000 req/s", chat, "chat", 32, 3000),
-            ("8f", "Passthrough GET /v1/models, fixed 3,000 req/s (floor of 8)", models, None,
-             32, 3000),
-            ("9", "Chat Completions, blocking, fixed 10,000 req/s", chat, "chat", 32, 10000),
+            ("8", f"Chat Completions, blocking, fixed {RATE_8:,} req/s", chat, "chat", 32,
+             RATE_8),
+            ("8f", f"Passthrough GET /v1/models, fixed {RATE_8:,} req/s (floor of 8)", models,
+             None, 32, RATE_8),
+            ("9", f"Chat Completions, blocking, fixed {RATE_9:,} req/s", chat, "chat", 32,
+             RATE_9),
         ]
         results = []
         for sid, name, (up, br), body, conc, *rate in scenarios:
@@ -601,12 +606,12 @@ def main():
         floor = (f"; the passthrough at the same rate (8f) adds "
                  f"{by_id['8f']['added_p50']:.3f} / {by_id['8f']['added_p99']:.3f} ms"
                  if "8f" in by_id else "")
-        at_10k = (f"; at 10,000 req/s (9) {by_id['9']['added_p50']:.3f} / "
+        at_10k = (f"; at {RATE_9:,} req/s (9) {by_id['9']['added_p50']:.3f} / "
                   f"{by_id['9']['added_p99']:.3f} ms (p99 through the bridge "
                   f"{by_id['9']['bridge']['p99']:.3f} ms)" if "9" in by_id else "")
         extra.append(
-            f"- At a fixed 3,000 req/s (8, open loop, latency from each request's due time) the "
-            f"bridge adds p50 / p99 {by_id['8']['added_p50']:.3f} / "
+            f"- At a fixed {RATE_8:,} req/s (8, open loop, latency from each request's due "
+            f"time) the bridge adds p50 / p99 {by_id['8']['added_p50']:.3f} / "
             f"{by_id['8']['added_p99']:.3f} ms (p99 through the bridge "
             f"{by_id['8']['bridge']['p99']:.3f} ms){floor}{at_10k}.")
     for step, message in failures:

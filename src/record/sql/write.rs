@@ -526,8 +526,8 @@ thread_local! {
 /// A fixed name (provider kind, API, client, credential kind) for SQLite. The bridge hands
 /// over its static names borrowed; each is bound as one `Arc<str>` made once per thread
 /// that binds rows (the control runtime's), so a row costs a reference count instead of an
-/// allocation and a copy. Names
-/// read back from the spool are owned and go through [`shared_text`].
+/// allocation and a copy. Names read back from the spool are owned and go through
+/// [`shared_text`].
 // The `Cow` itself, not a `&str`: its variant is what tells a static name from one read back.
 #[allow(clippy::ptr_arg)]
 fn shared_name(name: &Cow<'static, str>) -> std::sync::Arc<str> {
